@@ -155,6 +155,9 @@ class GPT2Config:
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         os.makedirs(directory, exist_ok=True)
-        with open(Path(directory) / "config.json", "w", encoding="utf-8") as f:
+        self.save_pretrained_to_file(Path(directory) / "config.json")
+
+    def save_pretrained_to_file(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)
             f.write("\n")

@@ -1,0 +1,59 @@
+"""Shared helpers for the model, checkpoint and generation tests.
+
+The oracle for the network is keras-hub's `GPT2Backbone` (an independent
+implementation); its transformers exporter writes the Hugging Face layout
+that our loader reads, so both models hold the very same weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfgpt2.config import GPT2Config
+
+MEDIUM = dict(n_layer=24, n_embd=1024, n_head=16, n_positions=1024, vocab_size=50257)
+
+
+def keras_hub_backbone(config: GPT2Config, seed: int = 0):
+    """A randomly initialised keras-hub GPT2Backbone with `config`'s sizes.
+
+    keras-hub initialises LayerNorm to (1, 0) and biases to 0; we randomise
+    them too so that a swapped gamma/beta or a lost bias cannot pass."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=config.vocab_size, num_layers=config.n_layer, num_heads=config.n_head,
+        hidden_dim=config.n_embd, intermediate_dim=config.intermediate_size,
+        max_sequence_length=config.n_positions, dropout=0.0)
+    rng = np.random.default_rng(seed)
+    for variable in backbone.weights:
+        name = variable.path
+        if name.endswith(("gamma", "beta", "bias")):
+            base = 1.0 if name.endswith("gamma") else 0.0
+            variable.assign(base + 0.1 * rng.standard_normal(variable.shape).astype("float32"))
+    return backbone
+
+
+def export_keras_hub(backbone, directory) -> None:
+    """keras-hub's own transformers exporter: the HF layout, written by an
+    independent library."""
+    from keras_hub.src.utils.transformers.export.hf_exporter import export_backbone
+
+    export_backbone(backbone, str(directory))
+
+
+def keras_hub_outputs(backbone, ids: np.ndarray):
+    """Final hidden states and logits of keras-hub for unpadded rows."""
+    hidden = backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)})
+    logits = backbone.token_embedding(hidden, reverse=True)
+    return np.asarray(hidden), np.asarray(logits)
+
+
+def small_config(**overrides) -> GPT2Config:
+    values = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=320, n_positions=128,
+                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                  bos_token_id=319, eos_token_id=319)
+    values.update(overrides)
+    return GPT2Config(**values)

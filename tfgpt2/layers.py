@@ -1,0 +1,271 @@
+"""The layers of GPT-2. Each is used unchanged for training, scoring and cached
+decoding: attention takes an optional KV cache and the position to write it at.
+
+Shapes: B batch, T query length, S key length (T without a cache, the cache
+size with one), C n_embd, H heads, D head_dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+
+import keras
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
+
+
+_UNFUSED_MATMULS = contextvars.ContextVar("unfused_matmuls", default=False)
+
+
+@contextlib.contextmanager
+def unfused_matmuls():
+    """While tracing an XLA decode program: keep each weight matmul a dot of
+    its own. XLA on CPU otherwise fuses the bias add into the dot and emits a
+    single-threaded loop that streams the weights markedly slower than its
+    standalone dot (bench/decode.py). Needs XLA: the barrier op has no
+    non-XLA kernel."""
+    token = _UNFUSED_MATMULS.set(True)
+    try:
+        yield
+    finally:
+        _UNFUSED_MATMULS.reset(token)
+
+
+def _weight_matmul(x, kernel):
+    """x [N, in] @ kernel[out, in]^T."""
+    y = tf.matmul(x, kernel, transpose_b=True)
+    if _UNFUSED_MATMULS.get():
+        y = xla.optimization_barrier(y)[0]
+    return y
+
+
+# Passed as `seed` to build a model whose weights a checkpoint overwrites at
+# once: zeros cost nothing, drawing 355M normals takes seconds.
+NO_INIT = "no-init"
+
+
+def _normal(stddev: float, seed):
+    if isinstance(seed, str) and seed == NO_INIT:
+        return keras.initializers.Zeros()
+    return keras.initializers.RandomNormal(mean=0.0, stddev=stddev, seed=seed)
+
+
+class Linear(keras.layers.Layer):
+    """A dense layer whose kernel is stored [out, in], as torch.nn.Linear does.
+
+    Decoding at batch 1 is a chain of mat-vecs bound by how fast the weights
+    stream from memory; XLA on CPU streams `matmul(x, w, transpose_b=True)`
+    with w [out, in] about 20% faster than the [in, out] layout (DESIGN §4).
+    """
+
+    def __init__(self, units: int, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.units, input_shape[-1]),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+        flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
+        y = tf.nn.bias_add(_weight_matmul(flat, self.kernel), self.bias)
+        return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.units]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+class GPT2Embeddings(keras.layers.Layer):
+    """Token + learned position embeddings; with `reverse=True`, the tied LM
+    head (logits = h @ wte^T, computed in float32 output)."""
+
+    def __init__(self, vocab_size: int, n_positions: int, n_embd: int, dropout: float = 0.0,
+                 initializer_range: float = 0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
+        self.initializer_range = initializer_range
+        self._initializer = _normal(initializer_range, seed)
+        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="drop")
+
+    def build(self, input_shape=None):
+        init = self._initializer
+        self.wte = self.add_weight(name="wte", shape=(self.vocab_size, self.n_embd), initializer=init)
+        self.wpe = self.add_weight(name="wpe", shape=(self.n_positions, self.n_embd), initializer=init)
+
+    def call(self, inputs, position_ids=None, reverse=False, training=None):
+        if reverse:
+            flat = tf.reshape(inputs, [-1, self.n_embd])
+            logits = _weight_matmul(flat, self.wte)
+            shape = tf.concat([tf.shape(inputs)[:-1], [self.vocab_size]], axis=0)
+            return tf.cast(tf.reshape(logits, shape), "float32")
+        hidden = tf.gather(self.wte, inputs) + tf.gather(self.wpe, position_ids)
+        return self.dropout(hidden, training=training)
+
+    def compute_output_spec(self, inputs, position_ids=None, reverse=False, training=None):
+        if reverse:
+            return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.vocab_size,), "float32")
+        return keras.KerasTensor(tuple(inputs.shape) + (self.n_embd,), self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "n_positions": self.n_positions, "n_embd": self.n_embd,
+                "dropout": self.dropout.rate, "initializer_range": self.initializer_range}
+
+
+class PositionIds(keras.layers.Layer):
+    """Position of each token among the real (mask 1) tokens of its row, so a
+    left-padded row gets the same positions as the unpadded sequence."""
+
+    def call(self, attention_mask):
+        return tf.maximum(tf.cumsum(tf.cast(attention_mask, "int32"), axis=1) - 1, 0)
+
+    def compute_output_spec(self, attention_mask):
+        return keras.KerasTensor(attention_mask.shape, "int32")
+
+
+class AttentionBias(keras.layers.Layer):
+    """Additive attention bias [B, 1, T, S] from the key mask [B, S] and the
+    query ids [B, T] (used for their length).
+
+    Query i sits at absolute position `query_offset + i`; it sees key j when
+    j <= that position (causal) and the key mask is 1. Without a cache the
+    offset is 0 and S == T; in cached decoding the key mask covers the cache.
+    """
+
+    def call(self, key_mask, query_ids, query_offset=0):
+        key_length = tf.shape(key_mask)[1]
+        query_pos = tf.range(tf.shape(query_ids)[1]) + tf.cast(query_offset, "int32")
+        causal = tf.range(key_length)[None, :] <= query_pos[:, None]
+        allowed = tf.logical_and(causal[None], tf.cast(key_mask, "bool")[:, None, :])
+        # A large finite value: a fully masked row (left padding) stays finite.
+        return tf.where(allowed, 0.0, -1e9)[:, None]
+
+    def compute_output_spec(self, key_mask, query_ids, query_offset=0):
+        return keras.KerasTensor((key_mask.shape[0], 1, query_ids.shape[1], key_mask.shape[1]),
+                                 "float32")
+
+
+def update_cache(cache, new, index):
+    """Write `new` [B * H, T, D] into `cache` [B * H, S, D] at position `index`.
+
+    XLA turns this into an in-place dynamic-update-slice inside the decode
+    loop, so the fixed-size cache is never copied."""
+    zero = tf.zeros([], "int32")
+    return xla.dynamic_update_slice(cache, tf.cast(new, cache.dtype),
+                                    tf.stack([zero, tf.cast(index, "int32"), zero]))
+
+
+class GPT2Attention(keras.layers.Layer):
+    """Causal multi-head self-attention with an optional fixed-size KV cache."""
+
+    def __init__(self, n_embd: int, n_head: int, attn_pdrop: float = 0.0, resid_pdrop: float = 0.0,
+                 initializer_range: float = 0.02, proj_stddev: float = 0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_embd, self.n_head, self.head_dim = n_embd, n_head, n_embd // n_head
+        policy = self.dtype_policy
+        self.c_attn = Linear(3 * n_embd, _normal(initializer_range, seed), dtype=policy, name="c_attn")
+        self.c_proj = Linear(n_embd, _normal(proj_stddev, seed), dtype=policy, name="c_proj")
+        self.attn_dropout = keras.layers.Dropout(attn_pdrop, dtype=policy, name="attn_drop")
+        self.resid_dropout = keras.layers.Dropout(resid_pdrop, dtype=policy, name="resid_drop")
+
+    def build(self, input_shape):
+        self.c_attn.build(input_shape)
+        self.c_proj.build(tuple(input_shape[:-1]) + (self.n_embd,))
+
+    def _split_heads(self, x, batch, length):  # [B, T, C] -> [B, H, T, D]
+        x = tf.reshape(x, [batch, length, self.n_head, self.head_dim])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
+        q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))
+        if cache is not None:
+            # The cache is [B * H, S, D]: rank 3 lets XLA feed the updated
+            # cache straight into the batched matmul, so the update stays in
+            # place (with [B, H, S, D] it duplicated the update, copying the
+            # whole cache every step).
+            flat = lambda t: tf.reshape(t, [batch * self.n_head, -1, self.head_dim])  # noqa: E731
+            k = update_cache(cache[0], flat(k), cache_index)
+            v = update_cache(cache[1], flat(v), cache_index)
+            cache = (k, v)
+            q = flat(q)
+        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
+        scores = tf.reshape(scores, [batch, self.n_head, length, -1])
+        # Softmax in float32 whatever the compute dtype (mixed precision).
+        probs = tf.nn.softmax(tf.cast(scores, "float32") + tf.cast(attention_bias, "float32"),
+                              axis=-1)
+        probs = self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
+        if cache is not None:
+            probs = tf.reshape(probs, [batch * self.n_head, length, -1])
+        out = tf.reshape(tf.matmul(probs, v), [batch, self.n_head, length, self.head_dim])
+        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_embd])
+        out = self.resid_dropout(self.c_proj(out), training=training)
+        return out if cache is None else (out, cache)
+
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None):
+        return keras.KerasTensor(x.shape, self.compute_dtype)
+
+
+class GPT2MLP(keras.layers.Layer):
+    def __init__(self, n_embd: int, n_inner: int, resid_pdrop: float = 0.0,
+                 initializer_range: float = 0.02, proj_stddev: float = 0.02, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        policy = self.dtype_policy
+        self.c_fc = Linear(n_inner, _normal(initializer_range, seed), dtype=policy, name="c_fc")
+        self.c_proj = Linear(n_embd, _normal(proj_stddev, seed), dtype=policy, name="c_proj")
+        self.dropout = keras.layers.Dropout(resid_pdrop, dtype=policy, name="drop")
+
+    def build(self, input_shape):
+        self.c_fc.build(input_shape)
+        self.c_proj.build(tuple(input_shape[:-1]) + (self.c_fc.units,))
+
+    def call(self, x, training=None):
+        h = tf.nn.gelu(self.c_fc(x), approximate=True)  # GPT-2's tanh GELU
+        return self.dropout(self.c_proj(h), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class GPT2Block(keras.layers.Layer):
+    """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        policy = self.dtype_policy
+        proj_stddev = config.initializer_range / math.sqrt(2 * config.n_layer)
+        eps = config.layer_norm_epsilon
+        self.ln_1 = keras.layers.LayerNormalization(epsilon=eps, dtype=policy, name="ln_1")
+        self.attn = GPT2Attention(
+            config.n_embd, config.n_head, config.attn_pdrop, config.resid_pdrop,
+            config.initializer_range, proj_stddev, seed, dtype=policy, name="attn")
+        self.ln_2 = keras.layers.LayerNormalization(epsilon=eps, dtype=policy, name="ln_2")
+        self.mlp = GPT2MLP(config.n_embd, config.intermediate_size, config.resid_pdrop,
+                           config.initializer_range, proj_stddev, seed, dtype=policy, name="mlp")
+
+    def build(self, input_shape):
+        for layer in (self.ln_1, self.attn, self.ln_2, self.mlp):
+            layer.build(input_shape)
+
+    def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
+        attn = self.attn(self.ln_1(x), attention_bias, cache=cache, cache_index=cache_index,
+                         training=training)
+        if cache is not None:
+            attn, cache = attn
+        x = x + attn
+        x = x + self.mlp(self.ln_2(x), training=training)
+        return x if cache is None else (x, cache)
+
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None):
+        return keras.KerasTensor(x.shape, self.compute_dtype)
