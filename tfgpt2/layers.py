@@ -46,6 +46,21 @@ def _weight_matmul(x, kernel):
 NO_INIT = "no-init"
 
 
+def _dims(x, count: int):
+    """The first `count` dimensions of x: Python ints where the static shape
+    knows them (always, inside the decode programs), tensors otherwise. Static
+    sizes keep the traced graph small, which makes tracing and XLA faster."""
+    dynamic = None
+    dims = []
+    for i in range(count):
+        size = x.shape[i]
+        if size is None:
+            dynamic = tf.shape(x) if dynamic is None else dynamic
+            size = dynamic[i]
+        dims.append(size)
+    return dims
+
+
 def _normal(stddev: float, seed):
     if isinstance(seed, str) and seed == NO_INIT:
         return keras.initializers.Zeros()
@@ -73,9 +88,10 @@ class Linear(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(self, x):
-        flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
+        rank = x.shape.rank
+        flat = x if rank == 2 else tf.reshape(x, [-1, self.kernel.shape[1]])
         y = tf.nn.bias_add(_weight_matmul(flat, self.kernel), self.bias)
-        return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [self.units]], axis=0))
+        return y if rank == 2 else tf.reshape(y, _dims(x, rank - 1) + [self.units])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -104,10 +120,9 @@ class GPT2Embeddings(keras.layers.Layer):
 
     def call(self, inputs, position_ids=None, reverse=False, training=None):
         if reverse:
-            flat = tf.reshape(inputs, [-1, self.n_embd])
-            logits = _weight_matmul(flat, self.wte)
-            shape = tf.concat([tf.shape(inputs)[:-1], [self.vocab_size]], axis=0)
-            return tf.cast(tf.reshape(logits, shape), "float32")
+            rank = inputs.shape.rank
+            logits = _weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte)
+            return tf.cast(tf.reshape(logits, _dims(inputs, rank - 1) + [self.vocab_size]), "float32")
         hidden = tf.gather(self.wte, inputs) + tf.gather(self.wpe, position_ids)
         return self.dropout(hidden, training=training)
 
@@ -143,8 +158,8 @@ class AttentionBias(keras.layers.Layer):
     """
 
     def call(self, key_mask, query_ids, query_offset=0):
-        key_length = tf.shape(key_mask)[1]
-        query_pos = tf.range(tf.shape(query_ids)[1]) + tf.cast(query_offset, "int32")
+        key_length = _dims(key_mask, 2)[1]
+        query_pos = tf.range(_dims(query_ids, 2)[1]) + tf.cast(query_offset, "int32")
         causal = tf.range(key_length)[None, :] <= query_pos[:, None]
         allowed = tf.logical_and(causal[None], tf.cast(key_mask, "bool")[:, None, :])
         # A large finite value: a fully masked row (left padding) stays finite.
@@ -187,7 +202,7 @@ class GPT2Attention(keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])
 
     def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
-        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        batch, length = _dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))
         if cache is not None:
