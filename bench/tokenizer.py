@@ -1,0 +1,205 @@
+"""Tokenizer encode throughput: ours in graph and in LiteRT vs keras-hub and tiktoken.
+
+    python bench/tokenizer.py [--quick]
+
+All peers run in this one process on the same >= 1 MB corpus
+(tests/tokenizer_support.real_corpus: stdlib, numpy/TF/Keras sources,
+licences, docs, multilingual and emoji samples). Each timing is the median
+of 3 runs after a warm-up; tracing is never timed. keras-hub's tokenizer
+caches the words it has seen, so each of its runs uses a fresh tokenizer
+(warmed up and traced on unrelated text) and the corpus is new to it; it is
+timed both on the whole corpus in one call and one call per document (its
+cache emptied before each), and ours is compared with the faster.
+Ratios are the robust numbers: this machine is shared and noisy.
+Prints one markdown table (and the pathological inputs below it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import string
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+import tokenizer_support as support  # noqa: E402
+from tfgpt2.tokenizer import BytePairTokenizer, run_tflite  # noqa: E402
+
+
+def median_seconds(run, repeats: int = 3) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc), {model}, {platform.system()} {platform.release()}"
+
+
+def bench_ours(docs, data) -> tuple[float, float, BytePairTokenizer]:
+    tok = BytePairTokenizer()
+    strings = tf.constant(data)
+    whole = median_seconds(lambda: tok.encode_strings(strings)[0].numpy())
+    one_by_one = [tf.constant([d]) for d in data]
+    per_doc = median_seconds(lambda: [tok.encode_strings(d)[0].numpy() for d in one_by_one])
+    got = tok.tokenize(strings).to_list()
+    assert got == [support.oracle_ids(d) for d in docs], "ours disagrees with tiktoken"
+    return whole, per_doc, tok
+
+
+def bench_tflite(tok, docs, data) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tok.to_tflite(), num_threads=os.cpu_count())
+    flat = np.frombuffer(b"".join(data), np.uint8).astype(np.int32)
+    splits = np.cumsum([0] + [len(d) for d in data]).astype(np.int32)
+
+    def run():
+        return run_tflite(interpreter, "encode", bytes=flat, row_splits=splits)
+
+    seconds = median_seconds(run)
+    out = run()
+    ids, rows = out["ids"].tolist(), out["row_splits"].tolist()
+    got = [ids[rows[i]:rows[i + 1]] for i in range(len(docs))]
+    assert got == [support.oracle_ids(d) for d in docs], "LiteRT disagrees with tiktoken"
+    return seconds
+
+
+def bench_keras_hub(data) -> tuple[float, float]:
+    """(seconds for the whole corpus in one call, seconds for one call per
+    document). Its word cache is empty at the start of every timed call: a
+    fresh tokenizer for the whole corpus; per document, the cache is reset
+    to its initial content (untimed) before each document."""
+    import tempfile
+
+    import keras_hub
+
+    from tfgpt2.tokenizer import GPT2Tokenizer
+
+    with tempfile.TemporaryDirectory(prefix="keras_hub_vocab_") as tmp:
+        return _time_keras_hub(keras_hub, GPT2Tokenizer, Path(tmp), data)
+
+
+def _time_keras_hub(keras_hub, our_tokenizer, vocab_dir: Path, data) -> tuple[float, float]:
+    our_tokenizer().save_pretrained(vocab_dir)  # the same GPT-2 files, in HF layout
+
+    def fresh():
+        tok = keras_hub.tokenizers.GPT2Tokenizer(vocabulary=str(vocab_dir / "vocab.json"),
+                                                 merges=str(vocab_dir / "merges.txt"))
+        fn = tf.function(lambda s: tok(s), input_signature=[tf.TensorSpec([None], tf.string)])
+        fn(tf.constant(["warm up the graph on a few other words"]))  # traces, once
+        return tok, fn
+
+    def time_per_document() -> float:
+        tok, fn = fresh()
+        table = tok.cache.id2value  # keras-hub's word cache (a MutableHashTable)
+        initial = set(table.export()[0].numpy().tolist())
+        total = 0.0
+        for d in data:
+            learned = [k for k in table.export()[0].numpy().tolist() if k not in initial]
+            if learned:
+                table.remove(tf.constant(learned, tf.int64))
+            start = time.perf_counter()
+            fn(tf.constant([d]))
+            total += time.perf_counter() - start
+        return total
+
+    whole, per_doc = [], []
+    strings = tf.constant(data)
+    for _ in range(3):
+        _, fn = fresh()
+        start = time.perf_counter()
+        fn(strings)
+        whole.append(time.perf_counter() - start)
+        per_doc.append(time_per_document())
+    return statistics.median(whole), statistics.median(per_doc)
+def bench_tiktoken(docs) -> float:
+    enc = support.tiktoken_gpt2()
+    return median_seconds(lambda: enc.encode_ordinary_batch(docs, num_threads=1))
+
+
+def pathological(tok) -> list[tuple[str, int, float, bool]]:
+    rng = np.random.default_rng(0)
+    cases = [
+        ("1 MB of spaces", " " * 1_000_000),
+        ("100k 'a'", "a" * 100_000),
+        ("100k random letters", "".join(rng.choice(list(string.ascii_lowercase), 100_000))),
+        ("1 MB of emoji", "".join(chr(c) for c in rng.integers(0x1F600, 0x1F650, 250_000))),
+        ("100k random digits", "".join(rng.choice(list(string.digits), 100_000))),
+    ]
+    enc = support.tiktoken_gpt2()
+    out = []
+    for name, text in cases:
+        data = tf.constant([text.encode()])
+        seconds = median_seconds(lambda: tok.encode_strings(data)[0].numpy())
+        ids = tok.encode_strings(data)[0].numpy().tolist()
+        want = (enc._encode_single_piece(text.encode()) if not text.strip()  # noqa: SLF001
+                else enc.encode_ordinary(text))
+        out.append((name, len(text.encode()), seconds, ids == want))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip keras-hub (slow)")
+    args = parser.parse_args()
+
+    docs = list(support.real_corpus())
+    data = [d.encode("utf-8") for d in docs]
+    mb = sum(len(d) for d in data) / 1e6
+    ours, ours_per_doc, tok = bench_ours(docs, data)
+    lite = bench_tflite(tok, docs, data)
+    tik = bench_tiktoken(docs)
+    hub_whole, hub_per_doc = (None, None) if args.quick else bench_keras_hub(data)
+    hub = None if hub_whole is None else min(hub_whole, hub_per_doc)  # its better mode
+
+    print(f"# Tokenizer encode throughput — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"machine: {machine()}; TF {tf.__version__}")
+    print(f"corpus: {len(docs)} documents, {mb:.2f} MB (tests/tokenizer_support.real_corpus)\n")
+    print("| tokenizer | MB/s | vs tiktoken | vs keras-hub graph (its faster mode) |")
+    print("|---|---:|---:|---:|")
+    rows = [("tfgpt2 `BytePairTokenizer`, tf.function, whole corpus per call", ours),
+            ("tfgpt2, tf.function, one call per document", ours_per_doc),
+            ("tfgpt2 .tflite in LiteRT (builtins only), whole corpus per call", lite),
+            ("tiktoken 0.14, `encode_ordinary_batch(num_threads=1)`", tik)]
+    if hub is not None:
+        rows.append(("keras-hub 0.32 `GPT2Tokenizer` in tf.function, whole corpus per call",
+                     hub_whole))
+        rows.append(("keras-hub 0.32 `GPT2Tokenizer` in tf.function, one call per document "
+                     "(cache emptied before each)", hub_per_doc))
+    for name, seconds in rows:
+        vs_hub = f"{hub / seconds:.1f}x" if hub is not None else "n/a"
+        print(f"| {name} | {mb / seconds:.2f} | {tik / seconds:.2f}x | {vs_hub} |")
+    print("\nPathological inputs (tfgpt2, tf.function, one row; median of 3):\n")
+    print("| input | bytes | seconds | MB/s | ids == tiktoken |")
+    print("|---|---:|---:|---:|---|")
+    for name, size, seconds, same in pathological(tok):
+        print(f"| {name} | {size:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {same} |")
+
+
+if __name__ == "__main__":
+    main()
