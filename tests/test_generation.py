@@ -106,7 +106,7 @@ def test_greedy_equals_keras_hub_causal_lm():
     padding_mask[:, :prompt] = True
     reference = causal_lm.generate({"token_ids": token_ids, "padding_mask": padding_mask},
                                    stop_token_ids=None)
-    out = ours.generate(ids, max_new_tokens=new, eos_token_id=[])
+    out = ours.generate(ids, max_new_tokens=new, eos_token_id=[], pad_token_id=0)
     np.testing.assert_array_equal(out, np.asarray(reference["token_ids"]))
 
 
@@ -316,6 +316,14 @@ def test_long_prompts_error_or_truncate_on_request(model):
 def test_bad_settings_are_clear_errors(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         model.generate(np.array([[1, 2, 3, 4]]), **kwargs)
+
+
+def test_padding_token_must_be_in_the_vocabulary():
+    odd = GPT2LMHeadModel.from_config(small_config(eos_token_id=5000), seed=0)
+    with pytest.raises(ValueError, match="padding token 5000 .* pass pad_token_id"):
+        odd.generate(np.array([[1, 2]]), max_new_tokens=2, eos_token_id=[])
+    assert odd.generate(np.array([[1, 2]]), max_new_tokens=2, eos_token_id=[],
+                        pad_token_id=0).shape == (1, 4)
 
 
 def test_bad_prompts_are_clear_errors(model):

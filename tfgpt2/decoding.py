@@ -1,10 +1,15 @@
-"""The compiled decode programs: one XLA program per shape bucket.
+"""The decode programs, built per shape bucket and cached.
 
-A program is: prefill over the (left-padded) prompt, writing every layer's
-fixed-size KV cache, then a `tf.while_loop` of single-token steps through the
-same `forward` the model is built from, with the sampler and the per-row stop
-logic inside. Programs are cached per (batch, prompt, new-token) bucket and
-static sampler switches, so later calls with other prompts reuse them.
+A generation is two programs:
+- prefill: the (left-padded) prompt through `forward`, writing every layer's
+  fixed-size KV cache, and the first token chosen. A plain TF graph: it runs
+  once per call on a compute-bound batch of positions, and keeping it out of
+  XLA halves what XLA must compile on a first call.
+- the token loop: one XLA program, a `tf.while_loop` of single-token steps
+  through the same `forward`, with the sampler and the per-row stop logic
+  inside. The caches are updated in place (dynamic-update-slice).
+Streaming runs the same prefill, then the loop's step as its own XLA program
+with Python in between. Beam search has its own XLA loop after the prefill.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import keras
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
@@ -35,9 +41,9 @@ def bucket_batch(n: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ProgramKey:
-    """What a compiled program's shapes and code depend on."""
+    """What a program's shapes and code depend on."""
 
-    kind: str  # "sample" (greedy included), "beam", "prefill", "step"
+    kind: str  # "prefill", "loop", "step", "beam_prefill", "beam"
     batch: int
     prompt_length: int
     new_tokens: int
@@ -50,30 +56,56 @@ class ProgramKey:
     early_stopping: bool = False
 
 
-# --- the compiled programs ------------------------------------------------------------
+# --- the programs ----------------------------------------------------------------------
 
 
 class DecodePrograms:
-    """The compiled prefill/decode programs of one model, cached by key."""
+    """The prefill and decode programs of one model, cached by key."""
 
     def __init__(self, model):
         self.model = model
         self._programs: dict[ProgramKey, tf.types.experimental.GenericFunction] = {}
+        self._run_block = SharedBlockGraph(model.blocks[0])
 
     def get(self, key: ProgramKey):
         if key not in self._programs:
-            build = {"sample": self._sample_program, "beam": self._beam_program,
-                     "prefill": self._prefill_program, "step": self._step_program}[key.kind]
+            build = {"prefill": self._prefill_program, "loop": self._loop_program,
+                     "step": self._step_program, "beam_prefill": self._beam_prefill_program,
+                     "beam": self._beam_program}[key.kind]
             self._programs[key] = build(key)
         return self._programs[key]
 
-    @staticmethod
-    def _compile(fn, **kwargs):
-        """tf.function(jit_compile=True), traced with unfused weight matmuls."""
-        return tf.function(_UnfusedTrace(fn), jit_compile=True, autograph=False, **kwargs)
-
     def tracing_counts(self) -> dict:
         return {key: fn.experimental_get_tracing_count() for key, fn in self._programs.items()}
+
+    @staticmethod
+    def _graph(fn, **kwargs):
+        """A plain TF graph (no XLA)."""
+        return tf.function(fn, autograph=False, **kwargs)
+
+    @staticmethod
+    def _xla(fn, **kwargs):
+        """One XLA program, traced with unfused weight matmuls."""
+        return tf.function(_UnfusedTrace(fn), jit_compile=True, autograph=False, **kwargs)
+
+    def _signature(self, key):
+        return [
+            tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="input_ids"),
+            tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="attention_mask"),
+            self._params_signature(),
+        ]
+
+    def _params_signature(self):
+        return {
+            "max_new_tokens": tf.TensorSpec([], tf.int32),
+            "temperature": tf.TensorSpec([], tf.float32),
+            "top_p": tf.TensorSpec([], tf.float32),
+            "repetition_penalty": tf.TensorSpec([], tf.float32),
+            "length_penalty": tf.TensorSpec([], tf.float32),
+            "stop_mask": tf.TensorSpec([self.model.config.vocab_size], tf.bool),
+            "pad_token_id": tf.TensorSpec([], tf.int32),
+            "seed": tf.TensorSpec([2], tf.int32),
+        }
 
     # --- shared pieces ----------------------------------------------------------
     def _empty_caches(self, batch, length):
@@ -85,9 +117,9 @@ class DecodePrograms:
     def _gather_rows(self, cache, rows):
         """Pick batch rows of a [B * H, S, D] cache (beam reordering)."""
         heads = self.model.config.n_head
-        shape = tf.shape(cache)
-        per_row = tf.reshape(cache, [-1, heads, shape[1], shape[2]])
-        return tf.reshape(tf.gather(per_row, rows), [-1, shape[1], shape[2]])
+        _, length, depth = cache.shape
+        per_row = tf.reshape(cache, [-1, heads, length, depth])
+        return tf.reshape(tf.gather(per_row, rows), [-1, length, depth])
 
     def _prefill(self, key, ids, mask):
         """Run the prompt through the model, filling the caches. Returns the
@@ -97,7 +129,8 @@ class DecodePrograms:
         key_mask = tf.concat([mask, tf.ones([batch, key.new_tokens], tf.int32)], axis=1)
         positions = tf.maximum(tf.cumsum(mask, axis=1) - 1, 0)
         hidden, _, caches = self.model.forward(
-            ids, key_mask, positions, self._empty_caches(batch, cache_length), cache_index=0)
+            ids, key_mask, positions, self._empty_caches(batch, cache_length), cache_index=0,
+            run_block=self._run_block)
         logits = self.model.lm_logits(hidden[:, -1:, :])[:, 0]
         return logits, caches, key_mask, tf.reduce_sum(mask, axis=1)
 
@@ -105,7 +138,7 @@ class DecodePrograms:
         """Feed the token chosen at `step - 1`; return the next logits [B, V]."""
         hidden, _, caches = self.model.forward(
             tokens[:, None], key_mask, positions[:, None], caches,
-            cache_index=key.prompt_length + step - 1)
+            cache_index=key.prompt_length + step - 1, run_block=self._run_block)
         return self.model.lm_logits(hidden)[:, 0], caches
 
     @staticmethod
@@ -114,8 +147,7 @@ class DecodePrograms:
         batch, length = ids.shape
         rows = tf.repeat(tf.range(batch), length)
         indices = tf.stack([rows, tf.reshape(ids, [-1])], axis=1)
-        updates = tf.reshape(mask, [-1])
-        counts = tf.scatter_nd(indices, updates, [batch, vocab_size])
+        counts = tf.scatter_nd(indices, tf.reshape(mask, [-1]), [batch, vocab_size])
         return counts > 0
 
     @staticmethod
@@ -129,34 +161,23 @@ class DecodePrograms:
         seed = params["seed"] + tf.stack([0, step])
         return sampling.select_tokens(processed, key.do_sample, seed)
 
-    def _signature(self, key, batch):
-        return [
-            tf.TensorSpec([batch, key.prompt_length], tf.int32, name="input_ids"),
-            tf.TensorSpec([batch, key.prompt_length], tf.int32, name="attention_mask"),
-            {
-                "max_new_tokens": tf.TensorSpec([], tf.int32),
-                "temperature": tf.TensorSpec([], tf.float32),
-                "top_p": tf.TensorSpec([], tf.float32),
-                "repetition_penalty": tf.TensorSpec([], tf.float32),
-                "length_penalty": tf.TensorSpec([], tf.float32),
-                "stop_mask": tf.TensorSpec([self.model.config.vocab_size], tf.bool),
-                "pad_token_id": tf.TensorSpec([], tf.int32),
-                "seed": tf.TensorSpec([2], tf.int32),
-            },
-        ]
-
     # --- sampling / greedy ------------------------------------------------------------
-    def _initial_state(self, key, ids, mask, params):
+    def _prefill_program(self, key):
+        """(ids, mask, params) -> the loop state after the first token."""
         vocab = self.model.config.vocab_size
-        logits, caches, key_mask, next_position = self._prefill(key, ids, mask)
-        seen = (self._seen_from_prompt(ids, mask, vocab) if key.use_repetition_penalty
-                else tf.zeros([ids.shape[0], 1], tf.bool))
-        tokens = self._choose(key, logits, seen, params, 0)
-        finished = tf.gather(params["stop_mask"], tokens)
-        out = tf.fill([ids.shape[0], key.new_tokens], params["pad_token_id"])
-        out = _write_column(out, tokens, 0)
-        return dict(step=tf.constant(1), tokens=tokens, finished=finished, caches=caches,
-                    seen=seen, out=out, key_mask=key_mask, next_position=next_position)
+
+        def program(ids, mask, params):
+            logits, caches, key_mask, next_position = self._prefill(key, ids, mask)
+            seen = (self._seen_from_prompt(ids, mask, vocab) if key.use_repetition_penalty
+                    else tf.zeros([key.batch, 1], tf.bool))
+            tokens = self._choose(key, logits, seen, params, 0)
+            out = tf.fill([key.batch, key.new_tokens - 1], params["pad_token_id"])
+            return dict(step=tf.constant(1), tokens=tokens, caches=caches, seen=seen,
+                        finished=tf.gather(params["stop_mask"], tokens),
+                        out=tf.concat([tokens[:, None], out], axis=1),
+                        key_mask=key_mask, next_position=next_position)
+
+        return self._graph(program, input_signature=self._signature(key))
 
     def _advance(self, key, state, params):
         step = state["step"]
@@ -172,9 +193,9 @@ class DecodePrograms:
         return dict(state, step=step + 1, tokens=tokens, finished=finished, caches=caches,
                     seen=seen, out=_write_column(state["out"], tokens, step))
 
-    def _sample_program(self, key):
-        def program(ids, mask, params):
-            state = self._initial_state(key, ids, mask, params)
+    def _loop_program(self, key):
+        """(state, params) -> (tokens [B, new_tokens], number produced)."""
+        def program(state, params):
             limit = tf.minimum(params["max_new_tokens"], key.new_tokens)
 
             def cond(state):
@@ -184,45 +205,47 @@ class DecodePrograms:
             state = tf.while_loop(cond, lambda s: (self._advance(key, s, params),), (state,))[0]
             return state["out"], state["step"]
 
-        return self._compile(program, input_signature=self._signature(key, key.batch))
-
-    # Streaming runs the same two pieces with Python in between.
-    def _prefill_program(self, key):
-        def program(ids, mask, params):
-            return self._initial_state(key, ids, mask, params)
-
-        return self._compile(program, input_signature=self._signature(key, key.batch))
+        return self._xla(program)
 
     def _step_program(self, key):
-        def program(state, params):
-            return self._advance(key, state, params)
-
-        return self._compile(program)
+        """(state, params) -> state after one more token (streaming)."""
+        return self._xla(lambda state, params: self._advance(key, state, params))
 
     # --- beam search ---------------------------------------------------------------------
-    def _beam_program(self, key):
-        beams, vocab = key.num_beams, self.model.config.vocab_size
-        new_tokens = key.new_tokens
+    def _beam_prefill_program(self, key):
+        vocab = self.model.config.vocab_size
 
         def program(ids, mask, params):
-            batch = ids.shape[0]
-            rows = batch * beams
             logits, caches, key_mask, next_position = self._prefill(key, ids, mask)
+            seen = (self._seen_from_prompt(ids, mask, vocab) if key.use_repetition_penalty
+                    else tf.zeros([key.batch, 1], tf.bool))
+            return dict(logits=logits, caches=caches, key_mask=key_mask,
+                        next_position=next_position, seen=seen)
+
+        return self._graph(program, input_signature=self._signature(key))
+
+    def _beam_program(self, key):
+        """(prefill result, params) -> the best finished hypotheses per prompt:
+        sequences [B, beams, new_tokens], scores [B, beams], lengths [B, beams]."""
+        beams, vocab = key.num_beams, self.model.config.vocab_size
+        batch, new_tokens = key.batch, key.new_tokens
+        rows = batch * beams
+
+        def program(prefilled, params):
             # Every beam of a prompt starts from the same prefill.
-            expand = lambda t: tf.repeat(t, beams, axis=0)  # noqa: E731
             beam_rows = tf.repeat(tf.range(batch), beams)
+            expand = lambda t: tf.gather(t, beam_rows)  # noqa: E731
             caches = [(self._gather_rows(k, beam_rows), self._gather_rows(v, beam_rows))
-                      for k, v in caches]
-            logits, key_mask, next_position = expand(logits), expand(key_mask), expand(next_position)
-            seen = (expand(self._seen_from_prompt(ids, mask, vocab)) if key.use_repetition_penalty
-                    else tf.zeros([rows, 1], tf.bool))
+                      for k, v in prefilled["caches"]]
+            key_mask, next_position = expand(prefilled["key_mask"]), expand(prefilled["next_position"])
             # Only the first beam is live at the start, so the first step picks
             # `beams` distinct tokens.
             beam_scores = tf.tile(tf.concat([[0.0], tf.fill([beams - 1], -1e9)], 0), [batch])
             pad = params["pad_token_id"]
             state = dict(
-                step=tf.constant(0), tokens=tf.zeros([rows], tf.int32), caches=caches, seen=seen,
-                beam_scores=beam_scores, sequences=tf.fill([rows, new_tokens], pad),
+                step=tf.constant(0), tokens=tf.zeros([rows], tf.int32), caches=caches,
+                seen=expand(prefilled["seen"]), beam_scores=beam_scores,
+                sequences=tf.fill([rows, new_tokens], pad),
                 pool_sequences=tf.fill([batch, beams, new_tokens], pad),
                 pool_scores=tf.fill([batch, beams], -1e9),
                 pool_lengths=tf.zeros([batch, beams], tf.int32),
@@ -287,7 +310,7 @@ class DecodePrograms:
                 return (state["step"] < limit) & ~tf.reduce_all(state["done"])
 
             limit = tf.minimum(params["max_new_tokens"], new_tokens)
-            state = select(state, logits)
+            state = select(state, expand(prefilled["logits"]))
             state = tf.while_loop(cond, body, (state,))[0]
             # Prompts whose search ran out of steps also rank their live beams.
             steps = state["step"]
@@ -298,7 +321,26 @@ class DecodePrograms:
                                live_scores, tf.fill([batch, beams], steps), beams)
             return pool["pool_sequences"], pool["pool_scores"], pool["pool_lengths"], steps
 
-        return self._compile(program, input_signature=self._signature(key, key.batch))
+        return self._xla(program)
+
+
+class SharedBlockGraph:
+    """Runs any block through one traced graph: block 0's, with that block's
+    weights swapped in (keras.StatelessScope). A program then traces the
+    block once instead of n_layer times, which is most of its tracing time;
+    XLA and Grappler inline the calls, so what runs is unchanged."""
+
+    def __init__(self, template):
+        self.template = template
+        self._fn = tf.function(self._run, autograph=False, experimental_attributes={"_noinline": True})
+
+    def _run(self, weights, hidden, bias, cache_k, cache_v, cache_index):
+        with keras.StatelessScope(list(zip(self.template.weights, weights))):
+            return self.template(hidden, bias, cache=(cache_k, cache_v), cache_index=cache_index)
+
+    def __call__(self, block, hidden, bias, cache, cache_index):
+        weights = [w.value for w in block.weights]
+        return self._fn(weights, hidden, bias, cache[0], cache[1], cache_index)
 
 
 class _UnfusedTrace:

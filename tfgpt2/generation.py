@@ -121,11 +121,12 @@ class _Prompts:
 
 
 def _prepare_prompts(model, inputs, attention_mask) -> _Prompts:
-    if isinstance(inputs, str):
-        return _Prompts([np.asarray(model.tokenizer.encode(inputs), np.int32)], "str", [inputs])
-    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, str) for x in inputs):
-        return _Prompts([np.asarray(model.tokenizer.encode(x), np.int32) for x in inputs], "strs",
-                        list(inputs))
+    if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
+                                   and all(isinstance(x, str) for x in inputs)):
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        ids = model.tokenizer(texts)["input_ids"]
+        return _Prompts([np.asarray(row, np.int32) for row in ids],
+                        "str" if isinstance(inputs, str) else "strs", texts)
     if isinstance(inputs, (list, tuple)) and any(isinstance(x, str) for x in inputs):
         raise TypeError("generate() got a list mixing strings and other values; pass either "
                         "strings or token ids, not both.")
@@ -213,6 +214,10 @@ def generate(model, inputs=None, *, attention_mask=None, input_ids=None, streame
         config.eos_token_id = cfg.eos_token_id
     config.validate(cfg.vocab_size)
     pad_id = config.pad_token_id if config.pad_token_id is not None else cfg.eos_token_id
+    if not 0 <= pad_id < cfg.vocab_size:
+        raise ValueError(f"The padding token {pad_id} (the config's eos_token_id unless "
+                         f"pad_token_id is given) is outside the vocabulary [0, {cfg.vocab_size}); "
+                         "pass pad_token_id.")
     prompts = _prepare_prompts(model, inputs, attention_mask)
     # An empty prompt starts from <|endoftext|>, as transformers does.
     rows = [r if len(r) else np.asarray([cfg.bos_token_id], np.int32) for r in prompts.rows]
@@ -269,7 +274,8 @@ def _batch_inputs(rows, pad_id):
     length = bucket_length(max(len(r) for r in rows))
     # Padding rows (to the batch bucket) hold one token so they stay well-defined.
     filler = [np.asarray([pad_id], np.int32)] * (batch - len(rows))
-    return _left_pad(list(rows) + filler, length, batch, pad_id)
+    ids, mask = _left_pad(list(rows) + filler, length, batch, pad_id)
+    return tf.constant(ids), tf.constant(mask)
 
 
 def _programs(model) -> DecodePrograms:
@@ -281,24 +287,21 @@ def _programs(model) -> DecodePrograms:
 def _run_sampling(model, config, rows, budget, pad_id, streamer):
     ids, mask = _batch_inputs(rows, pad_id)
     params = _params(config, budget, model.config.vocab_size, pad_id)
-    if streamer is not None:
-        return _run_streaming(model, config, rows, ids, mask, params, budget, streamer)
-    key = _program_key(config, "sample", ids.shape[0], ids.shape[1], budget)
-    out, steps = _programs(model).get(key)(tf.constant(ids), tf.constant(mask), params)
-    steps = int(steps)
-    return out.numpy()[: len(rows), :steps], None
-
-
-def _run_streaming(model, config, rows, ids, mask, params, budget, streamer):
-    """The same prefill and step as the compiled loop, with Python in between
-    so each token reaches the streamer as soon as it exists."""
     programs = _programs(model)
-    prefill = programs.get(_program_key(config, "prefill", ids.shape[0], ids.shape[1], budget))
-    step = programs.get(_program_key(config, "step", ids.shape[0], ids.shape[1], budget))
+    key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
+    state = programs.get(key("prefill"))(ids, mask, params)
+    if streamer is not None:
+        return _stream(programs.get(key("step")), state, params, rows, budget, streamer)
+    out, steps = programs.get(key("loop"))(state, params)
+    return out.numpy()[: len(rows), : int(steps)], None
+
+
+def _stream(step, state, params, rows, budget, streamer):
+    """The loop's step with Python in between, so each token reaches the
+    streamer as soon as it exists."""
     put = streamer.put if hasattr(streamer, "put") else streamer
-    if hasattr(streamer, "put") and len(rows) == 1:
+    if hasattr(streamer, "put"):
         put(np.asarray(rows[0])[None])  # transformers' streamers see the prompt first
-    state = prefill(tf.constant(ids), tf.constant(mask), params)
     produced = 1
     put(state["tokens"].numpy()[: len(rows)])
     while produced < budget and not bool(tf.reduce_all(state["finished"][: len(rows)])):
@@ -313,9 +316,10 @@ def _run_streaming(model, config, rows, ids, mask, params, budget, streamer):
 def _run_beams(model, config, rows, budget, pad_id):
     ids, mask = _batch_inputs(rows, pad_id)
     params = _params(config, budget, model.config.vocab_size, pad_id)
-    key = _program_key(config, "beam", ids.shape[0], ids.shape[1], budget)
-    sequences, _scores, lengths, _steps = _programs(model).get(key)(
-        tf.constant(ids), tf.constant(mask), params)
+    programs = _programs(model)
+    key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
+    prefilled = programs.get(key("beam_prefill"))(ids, mask, params)
+    sequences, _scores, lengths, _steps = programs.get(key("beam"))(prefilled, params)
     n = config.num_return_sequences
     sequences, lengths = sequences.numpy()[: len(rows), :n], lengths.numpy()[: len(rows), :n]
     width = int(lengths.max())

@@ -173,11 +173,15 @@ class AttentionBias(keras.layers.Layer):
 def update_cache(cache, new, index):
     """Write `new` [B * H, T, D] into `cache` [B * H, S, D] at position `index`.
 
-    XLA turns this into an in-place dynamic-update-slice inside the decode
-    loop, so the fixed-size cache is never copied."""
+    At a tensor position (a decode step) this is a dynamic-update-slice, which
+    XLA performs in place inside the decode loop, so the fixed-size cache is
+    never copied. At the static position 0 (the prefill) it is a concat, which
+    any TF runtime runs without XLA."""
+    new = tf.cast(new, cache.dtype)
+    if isinstance(index, int):
+        return tf.concat([cache[:, :index], new, cache[:, index + new.shape[1]:]], axis=1)
     zero = tf.zeros([], "int32")
-    return xla.dynamic_update_slice(cache, tf.cast(new, cache.dtype),
-                                    tf.stack([zero, tf.cast(index, "int32"), zero]))
+    return xla.dynamic_update_slice(cache, new, tf.stack([zero, tf.cast(index, "int32"), zero]))
 
 
 class GPT2Attention(keras.layers.Layer):

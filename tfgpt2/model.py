@@ -87,7 +87,7 @@ class GPT2PreTrainedModel(keras.Model):
 
     # --- the network ---------------------------------------------------------
     def forward(self, input_ids, attention_mask, position_ids=None, caches=None,
-                cache_index=None, output_hidden_states=False, training=None):
+                cache_index=None, output_hidden_states=False, training=None, run_block=None):
         """The GPT-2 forward pass.
 
         Without a cache, `attention_mask` [B, T] masks the input and positions
@@ -95,6 +95,10 @@ class GPT2PreTrainedModel(keras.Model):
         [B * H, S, D]), the inputs are written at `cache_index`,
         `attention_mask` [B, S] masks the whole cache and `position_ids` [B, T]
         must be given.
+
+        `run_block(block, hidden, bias, cache, cache_index)`, if given, runs
+        each cached block in place of calling it (decode programs use it to
+        trace one block graph for all layers).
 
         Returns `(last_hidden_state, hidden_states or None, new_caches or None)`;
         `hidden_states` follows transformers: the embeddings, each block's
@@ -109,6 +113,9 @@ class GPT2PreTrainedModel(keras.Model):
         for i, block in enumerate(self.blocks):
             if caches is None:
                 hidden = block(hidden, bias, training=training)
+            elif run_block is not None:
+                hidden, cache = run_block(block, hidden, bias, caches[i], cache_index)
+                new_caches.append(cache)
             else:
                 hidden, cache = block(hidden, bias, cache=caches[i], cache_index=cache_index,
                                       training=training)
@@ -247,6 +254,23 @@ class GPT2PreTrainedModel(keras.Model):
     def num_parameters(self) -> int:
         return self.count_params()
 
+    @property
+    def tokenizer(self):
+        """The tokenizer for string prompts: the checkpoint's vocabulary if
+        it had one, else GPT-2's (shared by all released sizes)."""
+        if getattr(self, "_tokenizer", None) is None:
+            from tfgpt2.tokenizer import GPT2Tokenizer
+
+            source = getattr(self, "_pretrained_directory", None)
+            has_vocab = source is not None and any(
+                (source / name).is_file() for name in ("vocab.json", "encoder.json"))
+            self._tokenizer = GPT2Tokenizer.from_pretrained(source if has_vocab else DEFAULT_PRESET)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value):
+        self._tokenizer = value
+
 
 @keras.saving.register_keras_serializable(package="tfgpt2")
 class GPT2Model(GPT2PreTrainedModel):
@@ -285,22 +309,6 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         from tfgpt2.generation import generate
 
         return generate(self, inputs, **kwargs)
-
-    @property
-    def tokenizer(self):
-        """The tokenizer for string prompts: the checkpoint's vocabulary if
-        it had one, else GPT-2's (shared by all released sizes)."""
-        if getattr(self, "_tokenizer", None) is None:
-            from tfgpt2.tokenizer import GPT2Tokenizer
-
-            source = getattr(self, "_pretrained_directory", None)
-            has_vocab = source is not None and (source / "vocab.json").is_file()
-            self._tokenizer = GPT2Tokenizer.from_pretrained(source if has_vocab else DEFAULT_PRESET)
-        return self._tokenizer
-
-    @tokenizer.setter
-    def tokenizer(self, value):
-        self._tokenizer = value
 
     def _output_dict(self, forward_result):
         hidden, all_hidden, _ = forward_result

