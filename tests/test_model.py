@@ -134,14 +134,16 @@ def test_dropout_only_in_training():
     assert np.abs(train - eval_a).max() > 1e-3
 
 
-def test_mixed_precision_policy():
-    policy_model = GPT2LMHeadModel.from_config(small_config(), seed=4, dtype="mixed_bfloat16")
+@pytest.mark.parametrize("policy,compute", [("mixed_bfloat16", "bfloat16"),
+                                            ("mixed_float16", "float16")])
+def test_mixed_precision_policy(policy, compute):
+    policy_model = GPT2LMHeadModel.from_config(small_config(), seed=4, dtype=policy)
     fp32 = GPT2LMHeadModel.from_config(small_config(), seed=4)
     assert policy_model.blocks[0].attn.c_attn.kernel.dtype == "float32"
-    assert policy_model.blocks[0].attn.compute_dtype == "bfloat16"
+    assert policy_model.blocks[0].attn.compute_dtype == compute
     ids = np.array([[3, 1, 4, 1, 5, 9]])
     low, high = policy_model(ids), fp32(ids)
-    assert low.logits.dtype == tf.float32 and low.last_hidden_state.dtype == tf.bfloat16
+    assert low.logits.dtype == tf.float32 and low.last_hidden_state.dtype == compute
     np.testing.assert_allclose(low.logits.numpy(), high.logits.numpy(), atol=0.1)
 
 
