@@ -14,6 +14,7 @@ with Python in between. Beam search has its own XLA loop after the prefill.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 
@@ -22,7 +23,7 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from tfgpt2 import sampling
-from tfgpt2.layers import unfused_matmuls
+from tfgpt2.layers import xla_program
 
 # --- buckets ----------------------------------------------------------------------
 
@@ -66,6 +67,8 @@ class DecodePrograms:
         self.model = model
         self._programs: dict[ProgramKey, tf.types.experimental.GenericFunction] = {}
         self._run_block = SharedBlockGraph(model.blocks[0])
+        self._compiled: set[ProgramKey] = set()
+        self._compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfgpt2-xla")
 
     def get(self, key: ProgramKey):
         if key not in self._programs:
@@ -74,6 +77,22 @@ class DecodePrograms:
                      "beam": self._beam_program}[key.kind]
             self._programs[key] = build(key)
         return self._programs[key]
+
+    def compile_ahead(self, key, prefill, prefill_args):
+        """On a bucket's first call, trace and compile its XLA program in a
+        background thread while the caller runs the prefill: the compiler
+        (C++, no GIL) overlaps the prefill's tracing and first run. It
+        compiles by running the program on zeros shaped like the prefill's
+        output, with a budget of 0 new tokens, so the loop does nothing.
+        Returns a future, or None if the program was compiled before."""
+        if key in self._compiled:
+            return None
+        self._compiled.add(key)
+        shapes = prefill.get_concrete_function(*prefill_args).structured_outputs
+        zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), shapes)
+        params = dict(prefill_args[2], max_new_tokens=tf.constant(0))
+        program = self.get(key)
+        return self._compiler.submit(program, zeros, params)
 
     def tracing_counts(self) -> dict:
         return {key: fn.experimental_get_tracing_count() for key, fn in self._programs.items()}
@@ -85,8 +104,8 @@ class DecodePrograms:
 
     @staticmethod
     def _xla(fn, **kwargs):
-        """One XLA program, traced with unfused weight matmuls."""
-        return tf.function(_UnfusedTrace(fn), jit_compile=True, autograph=False, **kwargs)
+        """One XLA program (traced under `layers.xla_program()`)."""
+        return tf.function(_XlaTrace(fn), jit_compile=True, autograph=False, **kwargs)
 
     def _signature(self, key):
         return [
@@ -343,8 +362,8 @@ class SharedBlockGraph:
         return self._fn(weights, hidden, bias, cache[0], cache[1], cache_index)
 
 
-class _UnfusedTrace:
-    """Runs a program body with unfused weight matmuls. A callable object, not
+class _XlaTrace:
+    """Runs a program body under `layers.xla_program()`. A callable object, not
     a closure: TF keys its retracing warning on the code object, and each
     bucket's program is meant to be traced once of its own."""
 
@@ -352,7 +371,7 @@ class _UnfusedTrace:
         self.fn = fn
 
     def __call__(self, *args):
-        with unfused_matmuls():
+        with xla_program():
             return self.fn(*args)
 
 

@@ -289,10 +289,15 @@ def _run_sampling(model, config, rows, budget, pad_id, streamer):
     params = _params(config, budget, model.config.vocab_size, pad_id)
     programs = _programs(model)
     key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
-    state = programs.get(key("prefill"))(ids, mask, params)
+    prefill = programs.get(key("prefill"))
+    decode_key = key("step" if streamer is not None else "loop")
+    compiling = programs.compile_ahead(decode_key, prefill, (ids, mask, params))
+    state = prefill(ids, mask, params)
+    if compiling is not None:
+        compiling.result()  # re-raises anything the compilation raised
     if streamer is not None:
-        return _stream(programs.get(key("step")), state, params, rows, budget, streamer)
-    out, steps = programs.get(key("loop"))(state, params)
+        return _stream(programs.get(decode_key), state, params, rows, budget, streamer)
+    out, steps = programs.get(decode_key)(state, params)
     return out.numpy()[: len(rows), : int(steps)], None
 
 
@@ -318,7 +323,11 @@ def _run_beams(model, config, rows, budget, pad_id):
     params = _params(config, budget, model.config.vocab_size, pad_id)
     programs = _programs(model)
     key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
-    prefilled = programs.get(key("beam_prefill"))(ids, mask, params)
+    prefill = programs.get(key("beam_prefill"))
+    compiling = programs.compile_ahead(key("beam"), prefill, (ids, mask, params))
+    prefilled = prefill(ids, mask, params)
+    if compiling is not None:
+        compiling.result()
     sequences, _scores, lengths, _steps = programs.get(key("beam"))(prefilled, params)
     n = config.num_return_sequences
     sequences, lengths = sequences.numpy()[: len(rows), :n], lengths.numpy()[: len(rows), :n]

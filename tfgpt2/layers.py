@@ -16,27 +16,28 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 
-_UNFUSED_MATMULS = contextvars.ContextVar("unfused_matmuls", default=False)
+_IN_XLA_PROGRAM = contextvars.ContextVar("in_xla_program", default=False)
 
 
 @contextlib.contextmanager
-def unfused_matmuls():
-    """While tracing an XLA decode program: keep each weight matmul a dot of
-    its own. XLA on CPU otherwise fuses the bias add into the dot and emits a
-    single-threaded loop that streams the weights markedly slower than its
-    standalone dot (bench/decode.py). Needs XLA: the barrier op has no
-    non-XLA kernel."""
-    token = _UNFUSED_MATMULS.set(True)
+def xla_program():
+    """Marks the tracing of an XLA decode program, where two things change:
+    - each weight matmul stays a dot of its own: XLA on CPU otherwise fuses
+      the bias add into the dot and emits a single-threaded loop that
+      streams the weights markedly slower than its standalone dot;
+    - the KV cache is written with an in-place dynamic-update-slice.
+    Both are XLA ops with no kernel in the plain TF runtime, hence the flag."""
+    token = _IN_XLA_PROGRAM.set(True)
     try:
         yield
     finally:
-        _UNFUSED_MATMULS.reset(token)
+        _IN_XLA_PROGRAM.reset(token)
 
 
 def _weight_matmul(x, kernel):
     """x [N, in] @ kernel[out, in]^T."""
     y = tf.matmul(x, kernel, transpose_b=True)
-    if _UNFUSED_MATMULS.get():
+    if _IN_XLA_PROGRAM.get():
         y = xla.optimization_barrier(y)[0]
     return y
 
@@ -173,15 +174,15 @@ class AttentionBias(keras.layers.Layer):
 def update_cache(cache, new, index):
     """Write `new` [B * H, T, D] into `cache` [B * H, S, D] at position `index`.
 
-    At a tensor position (a decode step) this is a dynamic-update-slice, which
-    XLA performs in place inside the decode loop, so the fixed-size cache is
-    never copied. At the static position 0 (the prefill) it is a concat, which
-    any TF runtime runs without XLA."""
+    In an XLA program this is a dynamic-update-slice, which XLA performs in
+    place inside the decode loop, so the fixed-size cache is never copied.
+    Elsewhere it is a concat of slices, which any TF runtime runs."""
     new = tf.cast(new, cache.dtype)
-    if isinstance(index, int):
-        return tf.concat([cache[:, :index], new, cache[:, index + new.shape[1]:]], axis=1)
-    zero = tf.zeros([], "int32")
-    return xla.dynamic_update_slice(cache, new, tf.stack([zero, tf.cast(index, "int32"), zero]))
+    if _IN_XLA_PROGRAM.get() and not isinstance(index, int):
+        zero = tf.zeros([], "int32")
+        return xla.dynamic_update_slice(cache, new, tf.stack([zero, tf.cast(index, "int32"), zero]))
+    end = index + new.shape[1]
+    return tf.concat([cache[:, :index], new, cache[:, end:]], axis=1)
 
 
 class GPT2Attention(keras.layers.Layer):
