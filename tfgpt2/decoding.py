@@ -143,15 +143,18 @@ class DecodePrograms:
     def _prefill(self, key, ids, mask):
         """Run the prompt through the model, filling the caches. Returns the
         last position's logits [B, V], the caches, the key mask over the
-        cache, and each row's next position id."""
+        cache, each row's next position id, and the prompt's tokens as a
+        [B, V] mask when the repetition penalty needs them."""
         batch, cache_length = ids.shape[0], key.prompt_length + key.new_tokens
         key_mask = tf.concat([mask, tf.ones([batch, key.new_tokens], tf.int32)], axis=1)
         positions = tf.maximum(tf.cumsum(mask, axis=1) - 1, 0)
         hidden, _, caches = self.model.forward(
             ids, key_mask, positions, self._empty_caches(batch, cache_length), cache_index=0,
             run_block=self._run_block)
-        logits = self.model.lm_logits(hidden[:, -1:, :])[:, 0]
-        return logits, caches, key_mask, tf.reduce_sum(mask, axis=1)
+        seen = (self._seen_from_prompt(ids, mask, self.model.config.vocab_size)
+                if key.use_repetition_penalty else tf.zeros([batch, 1], tf.bool))
+        return dict(logits=self.model.lm_logits(hidden[:, -1:, :])[:, 0], caches=caches,
+                    key_mask=key_mask, next_position=tf.reduce_sum(mask, axis=1), seen=seen)
 
     def _decode_step(self, key, tokens, caches, key_mask, positions, step):
         """Feed the token chosen at `step - 1`; return the next logits [B, V]."""
@@ -183,18 +186,13 @@ class DecodePrograms:
     # --- sampling / greedy ------------------------------------------------------------
     def _prefill_program(self, key):
         """(ids, mask, params) -> the loop state after the first token."""
-        vocab = self.model.config.vocab_size
-
         def program(ids, mask, params):
-            logits, caches, key_mask, next_position = self._prefill(key, ids, mask)
-            seen = (self._seen_from_prompt(ids, mask, vocab) if key.use_repetition_penalty
-                    else tf.zeros([key.batch, 1], tf.bool))
-            tokens = self._choose(key, logits, seen, params, 0)
+            state = self._prefill(key, ids, mask)
+            tokens = self._choose(key, state.pop("logits"), state["seen"], params, 0)
             out = tf.fill([key.batch, key.new_tokens - 1], params["pad_token_id"])
-            return dict(step=tf.constant(1), tokens=tokens, caches=caches, seen=seen,
+            return dict(state, step=tf.constant(1), tokens=tokens,
                         finished=tf.gather(params["stop_mask"], tokens),
-                        out=tf.concat([tokens[:, None], out], axis=1),
-                        key_mask=key_mask, next_position=next_position)
+                        out=tf.concat([tokens[:, None], out], axis=1))
 
         return self._graph(program, input_signature=self._signature(key))
 
@@ -232,16 +230,9 @@ class DecodePrograms:
 
     # --- beam search ---------------------------------------------------------------------
     def _beam_prefill_program(self, key):
-        vocab = self.model.config.vocab_size
-
-        def program(ids, mask, params):
-            logits, caches, key_mask, next_position = self._prefill(key, ids, mask)
-            seen = (self._seen_from_prompt(ids, mask, vocab) if key.use_repetition_penalty
-                    else tf.zeros([key.batch, 1], tf.bool))
-            return dict(logits=logits, caches=caches, key_mask=key_mask,
-                        next_position=next_position, seen=seen)
-
-        return self._graph(program, input_signature=self._signature(key))
+        """(ids, mask, params) -> the prefill's logits, caches and masks."""
+        return self._graph(lambda ids, mask, params: self._prefill(key, ids, mask),
+                           input_signature=self._signature(key))
 
     def _beam_program(self, key):
         """(prefill result, params) -> the best finished hypotheses per prompt:
