@@ -255,3 +255,30 @@ def test_offline_hub_name_says_how_to_pass_a_directory(monkeypatch, tmp_path):
         GPT2LMHeadModel.from_pretrained("gpt2-medium")
     with pytest.raises(OSError, match="some-org/some-gpt2"):
         GPT2Config.from_pretrained("some-org/some-gpt2")
+
+
+def test_hub_names_download_only_safetensors_config_and_tokenizer(monkeypatch, saved):
+    """A hub name goes through huggingface_hub.snapshot_download (faked
+    here: no network), restricted to the files we read."""
+    import fnmatch
+
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append((repo_id, list(allow_patterns)))
+        return str(saved)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model = GPT2LMHeadModel.from_pretrained("gpt2-medium")
+    repo_id, patterns = calls[0]
+    assert repo_id == "openai-community/gpt2-medium"
+    wanted = ["model.safetensors", "model-00001-of-00002.safetensors",
+              "model.safetensors.index.json", "config.json", "vocab.json", "merges.txt"]
+    unwanted = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "rust_model.ot"]
+    assert all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in wanted)
+    assert not any(fnmatch.fnmatch(f, p) for f in unwanted for p in patterns)
+    assert model.tokenizer.vocabulary.source == str(saved)
+    GPT2LMHeadModel.from_pretrained("some-org/a-gpt2")
+    assert calls[-1][0] == "some-org/a-gpt2"

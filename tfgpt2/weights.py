@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfgpt2.config import GPT2Config
-from tfgpt2.hub import WEIGHT_FILES, resolve_directory
+from tfgpt2.hub import TOKENIZER_FILES, WEIGHT_FILES, resolve_directory
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -255,7 +255,8 @@ def _check_tied_head(reader, names):
 
 
 def load_pretrained(cls, name_or_dir, config: GPT2Config | None = None, **model_kwargs):
-    directory = resolve_directory(name_or_dir, WEIGHT_FILES)
+    # Weights, config and the tokenizer files: nothing else (no .bin or .h5).
+    directory = resolve_directory(name_or_dir, WEIGHT_FILES + TOKENIZER_FILES)
     detect_layout(directory)  # a clear error before building a large model
     if config is None:
         config = GPT2Config.from_pretrained(directory)
