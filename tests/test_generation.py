@@ -312,6 +312,7 @@ def test_long_prompts_error_or_truncate_on_request(model):
     (dict(repetition_penalty=0.0), "repetition_penalty must be > 0"),
     (dict(eos_token_id=1000), r"Stop token ids must be in \[0, 320\)"),
     (dict(max_new_tokens=0), "max_new_tokens must be a positive int"),
+    (dict(pad_token_id=1000), r"padding token 1000 .* outside the vocabulary \[0, 320\)"),
 ])
 def test_bad_settings_are_clear_errors(model, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -78,8 +78,6 @@ class GenerationConfig:
         for token in self.stop_ids():
             check(isinstance(token, (int, np.integer)) and 0 <= token < vocab_size,
                   f"Stop token ids must be in [0, {vocab_size}), got {token!r}.")
-        check(self.pad_token_id is None or 0 <= self.pad_token_id < vocab_size,
-              f"pad_token_id must be in [0, {vocab_size}), got {self.pad_token_id!r}.")
 
     def stop_ids(self) -> list[int]:
         ids = []
@@ -88,7 +86,6 @@ class GenerationConfig:
                 continue
             ids.extend([value] if isinstance(value, (int, np.integer)) else list(value))
         return ids
-
 
 
 # --- seeds -------------------------------------------------------------------------
@@ -284,20 +281,28 @@ def _programs(model) -> DecodePrograms:
     return model._decode_programs
 
 
-def _run_sampling(model, config, rows, budget, pad_id, streamer):
+def _prefill(model, config, rows, budget, pad_id, prefill_kind, decode_kind):
+    """Run a bucket's prefill program, with its decode program compiling in
+    the background on the bucket's first call. Returns the prefill's result,
+    the decode program and the parameters both take."""
     ids, mask = _batch_inputs(rows, pad_id)
     params = _params(config, budget, model.config.vocab_size, pad_id)
     programs = _programs(model)
     key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
-    prefill = programs.get(key("prefill"))
-    decode_key = key("step" if streamer is not None else "loop")
-    compiling = programs.compile_ahead(decode_key, prefill, (ids, mask, params))
-    state = prefill(ids, mask, params)
+    prefill = programs.get(key(prefill_kind))
+    compiling = programs.compile_ahead(key(decode_kind), prefill, (ids, mask, params))
+    prefilled = prefill(ids, mask, params)
     if compiling is not None:
         compiling.result()  # re-raises anything the compilation raised
+    return prefilled, programs.get(key(decode_kind)), params
+
+
+def _run_sampling(model, config, rows, budget, pad_id, streamer):
+    decode_kind = "step" if streamer is not None else "loop"
+    state, decode, params = _prefill(model, config, rows, budget, pad_id, "prefill", decode_kind)
     if streamer is not None:
-        return _stream(programs.get(decode_key), state, params, rows, budget, streamer)
-    out, steps = programs.get(decode_key)(state, params)
+        return _stream(decode, state, params, rows, budget, streamer)
+    out, steps = decode(state, params)
     return out.numpy()[: len(rows), : int(steps)], None
 
 
@@ -319,16 +324,8 @@ def _stream(step, state, params, rows, budget, streamer):
 
 
 def _run_beams(model, config, rows, budget, pad_id):
-    ids, mask = _batch_inputs(rows, pad_id)
-    params = _params(config, budget, model.config.vocab_size, pad_id)
-    programs = _programs(model)
-    key = lambda kind: _program_key(config, kind, ids.shape[0], ids.shape[1], budget)  # noqa: E731
-    prefill = programs.get(key("beam_prefill"))
-    compiling = programs.compile_ahead(key("beam"), prefill, (ids, mask, params))
-    prefilled = prefill(ids, mask, params)
-    if compiling is not None:
-        compiling.result()
-    sequences, _scores, lengths, _steps = programs.get(key("beam"))(prefilled, params)
+    prefilled, search, params = _prefill(model, config, rows, budget, pad_id, "beam_prefill", "beam")
+    sequences, _scores, lengths, _steps = search(prefilled, params)
     n = config.num_return_sequences
     sequences, lengths = sequences.numpy()[: len(rows), :n], lengths.numpy()[: len(rows), :n]
     width = int(lengths.max())
