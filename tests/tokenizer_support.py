@@ -23,7 +23,7 @@ def tiktoken_gpt2():
     import tiktoken
     import tiktoken.load
 
-    from tfgpt2.vocab import offline_gpt2_directory
+    from tfgpt2.tokenizer.vocab import offline_gpt2_directory
 
     data = offline_gpt2_directory()
     ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
@@ -237,7 +237,7 @@ def regex_disagreement() -> frozenset[int]:
     (newer Unicode); the table follows tiktoken (tools/make_unicode_table.py)."""
     import numpy as np
 
-    from tfgpt2 import unicode_table
+    from tfgpt2.tokenizer import unicode_table
 
     with np.load(unicode_table.DATA_FILE) as data:
         return frozenset(data["regex_disagreement"].tolist())

@@ -12,15 +12,13 @@ import os as _os
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from tfgpt2.config import GPT2Config  # noqa: E402
-from tfgpt2.generation import GenerationConfig, set_seed  # noqa: E402
-from tfgpt2.model import (  # noqa: E402
+from tfgpt2.generation import GenerationConfig, TextStreamer, pipeline, set_seed  # noqa: E402
+from tfgpt2.modeling import (  # noqa: E402
     GPT2LMHeadModel,
     GPT2Model,
     TFGPT2LMHeadModel,
     TFGPT2Model,
 )
-from tfgpt2.pipelines import pipeline  # noqa: E402
-from tfgpt2.streamers import TextStreamer  # noqa: E402
 from tfgpt2.tokenizer import BytePairTokenizer, GPT2Tokenizer  # noqa: E402
 
 __all__ = [

@@ -144,7 +144,7 @@ class GPT2Config:
             )
         if _preset_key(name) is not None:
             return cls.from_preset(name, **overrides)
-        from tfgpt2.hub import resolve_directory
+        from tfgpt2.checkpoints.hub import resolve_directory
 
         return cls.from_pretrained(resolve_directory(name, ["config.json"]), **overrides)
 

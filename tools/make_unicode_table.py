@@ -1,4 +1,4 @@
-"""Generate tfgpt2/data/unicode_classes.npz: the GPT-2 pre-tokenizer class
+"""Generate tfgpt2/tokenizer/data/unicode_classes.npz: the GPT-2 pre-tokenizer class
 (O, L, N, S) of every code point, as a two-level table.
 
 Classes follow OpenAI's encoder.py regex (`\\p{L}`, `\\p{N}`, `\\s`, run with
@@ -21,7 +21,7 @@ import numpy as np
 import regex
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tfgpt2 import unicode_table  # noqa: E402
+from tfgpt2.tokenizer import unicode_table  # noqa: E402
 
 PATTERNS = {unicode_table.L: r"\p{L}", unicode_table.N: r"\p{N}", unicode_table.S: r"\s"}
 

@@ -236,10 +236,17 @@ def load_vocabulary(name_or_dir: str | os.PathLike | None = None) -> Vocabulary:
     # A GPT-2 name means the offline copy, unless a local directory has that name.
     if os.fspath(name_or_dir) in GPT2_NAMES and not Path(os.fspath(name_or_dir)).is_dir():
         return _load_offline_gpt2()
-    from tfgpt2 import hub
+    from tfgpt2.checkpoints import hub
 
     directory = hub.resolve_directory(name_or_dir, hub.TOKENIZER_FILES)
     return read_vocabulary(directory)
+
+
+def as_vocabulary(vocabulary: "Vocabulary | str | os.PathLike | None") -> Vocabulary:
+    """A Vocabulary as is; anything else through `load_vocabulary`."""
+    if isinstance(vocabulary, Vocabulary):
+        return vocabulary
+    return load_vocabulary(vocabulary)
 
 
 def write_hf_files(vocab: Vocabulary, directory: str | os.PathLike) -> list[Path]:

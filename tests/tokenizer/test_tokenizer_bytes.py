@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tokenizer_support as support
-from tfgpt2 import utf8_ops
+from tfgpt2.tokenizer.ops import utf8 as utf8_ops
 
 _SKIP = None
 

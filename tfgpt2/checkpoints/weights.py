@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tfgpt2.config import GPT2Config
-from tfgpt2.hub import TOKENIZER_FILES, WEIGHT_FILES, resolve_directory
+from tfgpt2.checkpoints.hub import TOKENIZER_FILES, WEIGHT_FILES, resolve_directory
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -260,7 +260,7 @@ def load_pretrained(cls, name_or_dir, config: GPT2Config | None = None, **model_
     detect_layout(directory)  # a clear error before building a large model
     if config is None:
         config = GPT2Config.from_pretrained(directory)
-    from tfgpt2.layers import NO_INIT
+    from tfgpt2.modeling.layers import NO_INIT
 
     model = cls(config, seed=NO_INIT, **model_kwargs)
     load_weights_into(model, directory)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import regex
 
-from tfgpt2 import unicode_table
+from tfgpt2.tokenizer import unicode_table
 
 CODE_POINTS = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
 PATTERNS = {unicode_table.L: r"\p{L}", unicode_table.N: r"\p{N}", unicode_table.S: r"\s"}

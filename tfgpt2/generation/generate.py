@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfgpt2.decoding import DecodePrograms, ProgramKey, bucket_batch, bucket_length
+from tfgpt2.generation.programs import DecodePrograms, ProgramKey, bucket_batch, bucket_length
 
 # --- settings -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgpt2.config import DEFAULT_PRESET, GPT2Config
-from tfgpt2.layers import NO_INIT, AttentionBias, GPT2Block, GPT2Embeddings, PositionIds
+from tfgpt2.modeling.layers import NO_INIT, AttentionBias, GPT2Block, GPT2Embeddings, PositionIds
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 
@@ -241,13 +241,13 @@ class GPT2PreTrainedModel(keras.Model):
         """Load a checkpoint: a hub name (`gpt2-medium`, `org/name`), a
         Hugging Face directory (`model.safetensors`, possibly sharded) or an
         OpenAI directory (`model.ckpt*` + `hparams.json`)."""
-        from tfgpt2 import weights
+        from tfgpt2.checkpoints import weights
 
         return weights.load_pretrained(cls, name_or_dir, **kwargs)
 
     def save_pretrained(self, directory: str | os.PathLike, max_shard_size: int | str | None = None):
         """Write the Hugging Face layout (safetensors + config.json + vocab)."""
-        from tfgpt2 import weights
+        from tfgpt2.checkpoints import weights
 
         weights.save_pretrained(self, directory, max_shard_size=max_shard_size)
 
@@ -259,7 +259,7 @@ class GPT2PreTrainedModel(keras.Model):
         """The tokenizer for string prompts: the checkpoint's vocabulary if
         it had one, else GPT-2's (shared by all released sizes)."""
         if getattr(self, "_tokenizer", None) is None:
-            from tfgpt2.tokenizer import GPT2Tokenizer
+            from tfgpt2.tokenizer.hf_api import GPT2Tokenizer
 
             source = getattr(self, "_pretrained_directory", None)
             has_vocab = source is not None and any(
@@ -306,7 +306,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         or a transformers-style object with `put`/`end` that receives each
         new token as it is produced.
         """
-        from tfgpt2.generation import generate
+        from tfgpt2.generation.generate import generate
 
         return generate(self, inputs, **kwargs)
 

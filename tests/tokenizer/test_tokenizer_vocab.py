@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import tokenizer_support as support
-from tfgpt2 import bpe_tables, hub, vocab
+from tfgpt2.checkpoints import hub
+from tfgpt2.tokenizer import tables as bpe_tables, vocab
 from tfgpt2.tokenizer import GPT2Tokenizer
 
 

@@ -14,7 +14,7 @@ from tfgpt2 import (GPT2Config, GPT2LMHeadModel, GPT2Tokenizer, TextStreamer, TF
                     pipeline, set_seed)
 from tokenizer_support import tiktoken_gpt2
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import keras
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
-from tfgpt2 import sampling
-from tfgpt2.layers import xla_program
+from tfgpt2.generation import sampling
+from tfgpt2.modeling.layers import xla_program
 
 # --- buckets ----------------------------------------------------------------------
 

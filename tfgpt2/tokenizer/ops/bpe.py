@@ -24,8 +24,9 @@ import functools
 
 import tensorflow as tf
 
-from tfgpt2 import bpe_tables, perfect_hash, pretokenize_ops, unicode_table, utf8_ops
-from tfgpt2.utf8_ops import shift_left, shift_right
+from tfgpt2.tokenizer import tables as bpe_tables, unicode_table
+from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops, utf8 as utf8_ops
+from tfgpt2.tokenizer.ops.utf8 import shift_left, shift_right
 
 NO_RANK = bpe_tables.NO_RANK
 _I32 = tf.int32

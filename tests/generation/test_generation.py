@@ -268,7 +268,7 @@ def test_streamer_receives_each_token(model):
 
 
 def test_programs_are_reused_within_a_bucket(model):
-    from tfgpt2.decoding import bucket_length
+    from tfgpt2.generation.programs import bucket_length
 
     assert [bucket_length(n) for n in (1, 8, 9, 64, 65, 128, 129)] == [8, 8, 16, 64, 128, 128, 192]
     model.generate(np.array([[1, 2, 3]]), max_new_tokens=5)

@@ -28,8 +28,8 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from tfgpt2 import unicode_table
-from tfgpt2.utf8_ops import shift_left, shift_right
+from tfgpt2.tokenizer import unicode_table
+from tfgpt2.tokenizer.ops.utf8 import shift_left, shift_right
 
 # Kinds: the class, with the plain space and the apostrophe told apart.
 NONE, L, N, O, SPACE, S_OTHER, APOSTROPHE = range(7)

@@ -46,8 +46,8 @@ def pipeline(task: str = "text-generation", model=DEFAULT_PRESET, tokenizer=None
     name, a checkpoint directory, or a GPT2LMHeadModel."""
     if task != "text-generation":
         raise ValueError(f"tfgpt2 provides the 'text-generation' pipeline, not {task!r}.")
-    from tfgpt2.model import GPT2LMHeadModel
-    from tfgpt2.tokenizer import GPT2Tokenizer
+    from tfgpt2.modeling.model import GPT2LMHeadModel
+    from tfgpt2.tokenizer.hf_api import GPT2Tokenizer
 
     if isinstance(model, (str, os.PathLike)):
         model = GPT2LMHeadModel.from_pretrained(model, **model_kwargs)

@@ -20,8 +20,9 @@ import dataclasses
 
 import numpy as np
 
-from tfgpt2 import perfect_hash, pretokenize_ops, unicode_table
-from tfgpt2.vocab import Vocabulary
+from tfgpt2.tokenizer import unicode_table
+from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops
+from tfgpt2.tokenizer.vocab import Vocabulary
 
 PIECE_BYTES = 15  # 50,126 of GPT-2's 50,256 non-special tokens are this short
 NO_RANK = 2**31 - 1
