@@ -1,59 +1,74 @@
-"""tfgpt2 command line: `python main.py --mode=generate --prompt="..."`.
+"""tfgpt2 command line. Thin by design: each mode's flags and work live in
+its own module (`tfgpt2/cli/`, `export/cli.py`); this file picks the mode,
+checks that every flag given belongs to it, and dispatches."""
 
-Thin by design: flags in, library calls out.
-"""
-
+import os
 import sys
 
-from absl import app, flags
+from tfgpt2.cli.quiet import quiet_tensorflow_logs
 
+if "--tf_logs" not in sys.argv:
+    quiet_tensorflow_logs()  # before anything imports TensorFlow
+
+from absl import app, flags  # noqa: E402
+
+from tfgpt2.cli import CliError, common, flag_spelling, generate  # noqa: E402
+
+MODES = {mode.name: mode for mode in (generate.MODE,)}
+
+flags.DEFINE_enum("mode", "generate", list(MODES), "What to run; see the modes above.")
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "generate", ["generate"], "What to run.")
-flags.DEFINE_string("model", "gpt2-medium",
-                    "Hub name (gpt2, gpt2-medium, org/name) or a checkpoint directory "
-                    "(Hugging Face safetensors or OpenAI model.ckpt).")
-flags.DEFINE_multi_string("prompt", ["Hello, I'm a language model,"],
-                          "Prompt text; repeat the flag for a batch.")
-flags.DEFINE_integer("max_new_tokens", 40, "New tokens per prompt.")
-flags.DEFINE_bool("do_sample", True, "Sample (True) or decode greedily (False).")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature (> 0).")
-flags.DEFINE_integer("top_k", 50, "Top-k filter for sampling; 0 disables it.")
-flags.DEFINE_float("top_p", 1.0, "Nucleus (top-p) filter for sampling, in (0, 1].")
-flags.DEFINE_integer("num_beams", 1, "Beam search width (with --nodo_sample).")
-flags.DEFINE_integer("num_return_sequences", 1, "Continuations per prompt.")
-flags.DEFINE_float("repetition_penalty", 1.0, "CTRL repetition penalty (1 = off).")
-flags.DEFINE_integer("seed", None, "Seed for reproducible sampling.")
-flags.DEFINE_bool("stream", False, "Print tokens as they are generated (one prompt).")
 
 
-def generate():
-    import tfgpt2
+def _usage() -> str:
+    """--help: every mode with an example, then each mode's own flags."""
+    lines = ["tfgpt2: GPT-2 in TensorFlow/Keras.", "", "Modes:"]
+    for m in MODES.values():
+        lines += [f"  --mode={m.name:<9} {m.summary}", f"      e.g. {m.example}"]
+    for m in MODES.values():
+        lines += ["", f"Flags of --mode={m.name}:", _flags_help(m.flags_module)]
+    lines += ["", "Flags of every mode:", _flags_help(common.__name__), "",
+              "`python main.py --helpfull` also lists absl's own flags."]
+    return "\n".join(lines)
 
-    model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
-    settings = dict(max_new_tokens=FLAGS.max_new_tokens, do_sample=FLAGS.do_sample,
-                    temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
-                    num_beams=FLAGS.num_beams, num_return_sequences=FLAGS.num_return_sequences,
-                    repetition_penalty=FLAGS.repetition_penalty, seed=FLAGS.seed)
-    if FLAGS.stream:
-        if len(FLAGS.prompt) != 1:
-            raise app.UsageError("--stream takes exactly one --prompt.")
-        streamer = tfgpt2.TextStreamer(model.tokenizer)
-        model.generate(FLAGS.prompt[0], streamer=streamer, **settings)
-        return
-    texts = model.generate(list(FLAGS.prompt), **settings)
-    for i, text in enumerate(texts):
-        print(f"--- {i} ---\n{text}")
+
+def _flags_help(module: str) -> str:
+    return "\n".join(line for line in FLAGS.module_help(module).splitlines()
+                     if line.strip() and line.strip() != f"{module}:")
+
+
+__doc__ = _usage()  # noqa: A001 -- absl prints the main module's docstring as the usage
+
+
+def _check_flags_belong(mode) -> None:
+    """Refuse a flag that belongs to another mode rather than ignore it."""
+    owners = {mode_.flags_module: mode_.name for mode_ in MODES.values()}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module not in owners or module == mode.flags_module:
+            continue
+        for flag in module_flags:
+            if flag.present:
+                raise CliError(f"--{flag.name} is a flag of --mode={owners[module]}, not of "
+                               f"--mode={mode.name}.")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        {"generate": generate}[FLAGS.mode]()
-    except (ValueError, TypeError, OSError) as err:  # bad flags or files: say what, no traceback
+        if len(argv) > 1:
+            raise CliError(f"Unexpected arguments {argv[1:]}: every setting is a --flag "
+                           "(python main.py --help lists them).")
+        mode = MODES[FLAGS.mode]
+        _check_flags_belong(mode)
+        mode.run()
+    except CliError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as err:  # bad settings or files: what, not where
+        print(f"error: {flag_spelling(str(err), list(FLAGS))}", file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    app.run(main)

@@ -1,8 +1,8 @@
 """Text generation: settings, the compiled decode programs, samplers, beam
 search, streaming and the model card's pipeline."""
 
-from tfgpt2.generation.generate import GenerationConfig, generate, set_seed
+from tfgpt2.generation.generate import GenerationConfig, set_seed
 from tfgpt2.generation.pipelines import pipeline
 from tfgpt2.generation.streamers import TextStreamer
 
-__all__ = ["GenerationConfig", "TextStreamer", "generate", "pipeline", "set_seed"]
+__all__ = ["GenerationConfig", "TextStreamer", "pipeline", "set_seed"]

@@ -1,0 +1,63 @@
+"""`--mode=generate`: continue prompts with a checkpoint."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tfgpt2.cli import CliError, Mode
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("prompt", ["Hello, I'm a language model,"],
+                          "Prompt text; repeat the flag for a batch. An empty prompt starts "
+                          "from <|endoftext|>.")
+flags.DEFINE_integer("max_new_tokens", 40, "New tokens per prompt.")
+flags.DEFINE_bool("do_sample", True,
+                  "Sample (the default, as the model card's pipeline) or decode greedily "
+                  "(--nodo_sample). With --num_beams > 1 the default is greedy beam search.")
+flags.DEFINE_float("temperature", 1.0, "Sampling temperature (> 0).")
+flags.DEFINE_integer("top_k", 50, "Top-k filter for sampling; 0 disables it.")
+flags.DEFINE_float("top_p", 1.0, "Nucleus (top-p) filter for sampling, in (0, 1].")
+flags.DEFINE_integer("num_beams", 1, "Beam search width; > 1 implies --nodo_sample.")
+flags.DEFINE_integer("num_return_sequences", 1, "Continuations per prompt.")
+flags.DEFINE_float("repetition_penalty", 1.0, "CTRL repetition penalty (1 = off).")
+flags.DEFINE_integer("seed", None, "Seed for reproducible sampling.")
+flags.DEFINE_bool("stream", False, "Print the text as it is generated (one --prompt).")
+flags.DEFINE_bool("truncate_prompt", False,
+                  "Keep the prompt's last tokens when prompt + new tokens exceed the context.")
+
+
+def settings() -> dict:
+    """The `generate` keyword arguments the flags ask for."""
+    # Beam search samples nothing unless asked explicitly: --num_beams=4
+    # alone means greedy beam search, not an error about beam sampling.
+    do_sample = FLAGS.do_sample if FLAGS["do_sample"].present else FLAGS.num_beams == 1
+    return dict(max_new_tokens=FLAGS.max_new_tokens, do_sample=do_sample,
+                temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+                num_beams=FLAGS.num_beams, num_return_sequences=FLAGS.num_return_sequences,
+                repetition_penalty=FLAGS.repetition_penalty, seed=FLAGS.seed,
+                truncate_prompt=FLAGS.truncate_prompt)
+
+
+def run() -> None:
+    if FLAGS.stream and len(FLAGS.prompt) != 1:
+        raise CliError(f"--stream prints one continuation: pass exactly one --prompt "
+                       f"(got {len(FLAGS.prompt)}).")
+    import tfgpt2
+
+    model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
+    if FLAGS.stream:
+        model.generate(FLAGS.prompt[0], streamer=tfgpt2.TextStreamer(model.tokenizer), **settings())
+        return
+    texts = model.generate(list(FLAGS.prompt), **settings())
+    for i, text in enumerate(texts):
+        print(f"--- {i} ---\n{text}")
+
+
+MODE = Mode(
+    name="generate",
+    summary="Continue one or more prompts (sampling, greedy or beam search).",
+    example='python main.py --mode=generate --prompt="Hello, I\'m a language model," '
+            "--max_new_tokens=40",
+    flags_module=__name__,
+    run=run,
+)

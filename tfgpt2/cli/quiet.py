@@ -1,0 +1,59 @@
+"""Quiet TensorFlow's C++ start-up log lines on the command line.
+
+TensorFlow prints 8-12 lines (oneDNN, CUDA, CPU features) when it starts,
+partly before its logging is configured, so `TF_CPP_MIN_LOG_LEVEL` cannot
+silence them all. The command line routes file descriptor 2 through a filter
+that drops lines in the C++ log format and passes everything else on.
+`--tf_logs` or a user-set `TF_CPP_MIN_LOG_LEVEL` keep everything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import threading
+
+# Info and warning lines, the CUDA probe's error on a machine without a GPU,
+# and the start-up banners. Other errors and fatal lines pass.
+_CPP_LOG_LINE = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]|"
+    rb"E\d{4} [^\]]*\] failed call to cuInit|"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
+    rb"To enable the following instructions: .* rebuild TensorFlow)")
+
+
+def quiet_tensorflow_logs() -> None:
+    """Call before TensorFlow is imported."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return  # the user chose a level: respect it
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    try:
+        real_stderr = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward():
+        with os.fdopen(read_end, "rb") as source, os.fdopen(real_stderr, "wb") as sink:
+            for line in source:
+                if not _CPP_LOG_LINE.match(line):
+                    sink.write(line)
+                    sink.flush()
+
+    thread = threading.Thread(target=forward, name="tfgpt2-stderr-filter", daemon=True)
+    thread.start()
+
+    def drain():
+        # Close our end of the pipe so the filter sees EOF and writes the rest.
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        thread.join(timeout=5)
+
+    atexit.register(drain)
