@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+# --- the one registry of GPT-2 names ------------------------------------------
 # The architecture sizes of the four released models (OpenAI's hparams.json).
 PRESETS = {
     "gpt2": dict(n_layer=12, n_embd=768, n_head=12),
@@ -19,11 +20,26 @@ PRESETS = {
     "gpt2-xl": dict(n_layer=48, n_embd=1600, n_head=25),
 }
 DEFAULT_PRESET = "gpt2-medium"
+HUB_ORGANISATION = "openai-community"  # where the hub keeps the released checkpoints
+# Every name that means one of the released models; they all share GPT-2's
+# vocabulary, which is available offline.
+GPT2_NAMES = frozenset(
+    name for size in PRESETS for name in (size, f"{HUB_ORGANISATION}/{size}"))
+EOS_TOKEN = "<|endoftext|>"
+EOS_TOKEN_ID = 50256
 
 
-def _preset_key(name: str) -> str | None:
-    key = name.rsplit("/", 1)[-1] if name.startswith("openai-community/") else name
+def preset_key(name: str) -> str | None:
+    """The preset a GPT-2 name refers to (`gpt2-medium` for both
+    `gpt2-medium` and `openai-community/gpt2-medium`), else None."""
+    key = name.rsplit("/", 1)[-1] if name.startswith(f"{HUB_ORGANISATION}/") else name
     return key if key in PRESETS else None
+
+
+def hub_repo_id(name: str) -> str:
+    """The hub repo of a name: the released models' short names map to their
+    `openai-community/` repos; anything else is taken as a repo id."""
+    return f"{HUB_ORGANISATION}/{name}" if name in PRESETS else name
 
 
 @dataclasses.dataclass
@@ -42,8 +58,8 @@ class GPT2Config:
     attn_pdrop: float = 0.1
     initializer_range: float = 0.02
     activation_function: str = "gelu_new"
-    bos_token_id: int = 50256
-    eos_token_id: int = 50256
+    bos_token_id: int = EOS_TOKEN_ID
+    eos_token_id: int = EOS_TOKEN_ID
 
     def __post_init__(self):
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
@@ -87,7 +103,7 @@ class GPT2Config:
     # --- IO ------------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str = DEFAULT_PRESET, **overrides) -> "GPT2Config":
-        key = _preset_key(name)
+        key = preset_key(name)
         if key is None:
             raise ValueError(f"Unknown preset {name!r}; known: {sorted(PRESETS)}.")
         return cls(**{**PRESETS[key], **overrides})
@@ -142,7 +158,7 @@ class GPT2Config:
                 f"{path} has neither config.json (Hugging Face layout) nor "
                 "hparams.json (OpenAI layout)."
             )
-        if _preset_key(name) is not None:
+        if preset_key(name) is not None:
             return cls.from_preset(name, **overrides)
         from tfgpt2.checkpoints.hub import resolve_directory
 

@@ -113,6 +113,18 @@ def test_save_pretrained_round_trip_is_exact(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+def test_saved_files_are_readable_by_other_users(tmp_path):
+    """Saved files get the usual permissions (0666 minus the umask), so a
+    serving container running as another user can read them."""
+    old = os.umask(0o022)
+    try:
+        GPT2LMHeadModel.from_config(small_config(), seed=21).save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json", "vocab.json", "merges.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_sharded_save_round_trip(tmp_path):
     model = GPT2Model.from_config(small_config(), seed=22)
     model.save_pretrained(tmp_path, max_shard_size="100KB")
@@ -251,8 +263,12 @@ def test_offline_hub_name_says_how_to_pass_a_directory(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(OSError, match="pass that local directory"):
+    with pytest.raises(OSError) as caught:
         GPT2LMHeadModel.from_pretrained("gpt2-medium")
+    message = str(caught.value)
+    assert "hf download openai-community/gpt2-medium" in message  # a CLI that exists
+    assert str(tmp_path) in message  # where the hub cache lives
+    assert "instead of the name" in message
     with pytest.raises(OSError, match="some-org/some-gpt2"):
         GPT2Config.from_pretrained("some-org/some-gpt2")
 

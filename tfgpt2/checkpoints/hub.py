@@ -9,13 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Short names users type, as in the model cards, mapped to their hub repos.
-HUB_ALIASES = {
-    "gpt2": "openai-community/gpt2",
-    "gpt2-medium": "openai-community/gpt2-medium",
-    "gpt2-large": "openai-community/gpt2-large",
-    "gpt2-xl": "openai-community/gpt2-xl",
-}
+from tfgpt2.config import hub_repo_id
+
 
 WEIGHT_FILES = [
     "config.json",
@@ -58,7 +53,7 @@ def resolve_directory(name_or_dir: str | os.PathLike, files: list[str]) -> Path:
             f"No directory at {name!r}. Pass an existing checkpoint directory "
             "or a hub name such as 'gpt2-medium'."
         )
-    repo_id = HUB_ALIASES.get(name, name)
+    repo_id = hub_repo_id(name)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -70,12 +65,21 @@ def resolve_directory(name_or_dir: str | os.PathLike, files: list[str]) -> Path:
             f"({err})."
         ) from err
     except (LocalEntryNotFoundError, OSError) as err:
-        raise OSError(
-            f"Could not download {repo_id!r} from the Hugging Face hub and it "
-            f"is not in the local cache ({type(err).__name__}: "
-            f"{str(err).splitlines()[0]}). On a machine without internet, "
-            "download the repo elsewhere (e.g. `huggingface-cli download "
-            f"{repo_id} --include '*.json' '*.safetensors' merges.txt`) and pass "
-            "that local directory instead of the name."
-        ) from err
+        raise OSError(offline_message(repo_id, err)) from err
     return Path(local)
+
+
+def offline_message(repo_id: str, err: Exception | None = None) -> str:
+    """What to do when a hub name cannot be downloaded: where the cache
+    lives, and the command (huggingface_hub's `hf` CLI) that fetches the
+    files on a machine with internet."""
+    from huggingface_hub import constants
+
+    cause = f" ({type(err).__name__}: {str(err).splitlines()[0]})" if err and str(err) else ""
+    local = repo_id.rsplit("/", 1)[-1]
+    return (
+        f"Could not download {repo_id!r} from the Hugging Face hub, and it is not in the hub "
+        f"cache ({constants.HF_HUB_CACHE}){cause}. On a machine with internet run "
+        f"`hf download {repo_id} --include '*.json' --include '*.safetensors' --include "
+        f"merges.txt --local-dir {local}`, copy that directory here, and pass its path "
+        f"(e.g. ./{local}) instead of the name.")

@@ -255,17 +255,16 @@ def _check_tied_head(reader, names):
 
 
 def load_pretrained(cls, name_or_dir, config: GPT2Config | None = None, **model_kwargs):
+    """Build `cls` with zero weights and load a checkpoint into it. Returns
+    `(model, the local checkpoint directory)`."""
     # Weights, config and the tokenizer files: nothing else (no .bin or .h5).
     directory = resolve_directory(name_or_dir, WEIGHT_FILES + TOKENIZER_FILES)
     detect_layout(directory)  # a clear error before building a large model
     if config is None:
         config = GPT2Config.from_pretrained(directory)
-    from tfgpt2.modeling.layers import NO_INIT
-
-    model = cls(config, seed=NO_INIT, **model_kwargs)
+    model = cls(config, initialize=False, **model_kwargs)
     load_weights_into(model, directory)
-    model._pretrained_directory = directory  # where `model.tokenizer` looks first
-    return model
+    return model, directory
 
 
 # --- writing ---------------------------------------------------------------------
@@ -281,13 +280,23 @@ def parse_size(size: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write):
     """Write through a temporary file in the same directory, then rename:
-    an interrupted save never leaves a half-written file under `path`."""
+    an interrupted save never leaves a half-written file under `path`. The
+    file gets the permissions a plain `open` would give (0666 minus the
+    umask), not mkstemp's 0600, so a server running as another user can
+    read what was saved."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,13 +1,13 @@
-"""The network: layers, the functional models, outputs, input checks, loss."""
+"""The network: layers, the functional models, input checks, the loss."""
 
 from tfgpt2.modeling.model import (
     GPT2LMHeadModel,
     GPT2Model,
     GPT2PreTrainedModel,
-    ModelOutput,
     TFGPT2LMHeadModel,
     TFGPT2Model,
 )
+from tfgpt2.outputs import BatchEncoding, ModelOutput
 
-__all__ = ["GPT2LMHeadModel", "GPT2Model", "GPT2PreTrainedModel", "ModelOutput",
+__all__ = ["BatchEncoding", "GPT2LMHeadModel", "GPT2Model", "GPT2PreTrainedModel", "ModelOutput",
            "TFGPT2LMHeadModel", "TFGPT2Model"]

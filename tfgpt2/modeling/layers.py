@@ -7,44 +7,13 @@ size with one), C n_embd, H heads, D head_dim, V vocabulary.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 
 import keras
 import tensorflow as tf
-from tensorflow.compiler.tf2xla.python import xla
 
-
-_IN_XLA_PROGRAM = contextvars.ContextVar("in_xla_program", default=False)
-
-
-@contextlib.contextmanager
-def xla_program():
-    """Marks the tracing of an XLA decode program, where two things change:
-    - each weight matmul stays a dot of its own: XLA on CPU otherwise fuses
-      the bias add into the dot and emits a single-threaded loop that
-      streams the weights markedly slower than its standalone dot;
-    - the KV cache is written with an in-place dynamic-update-slice.
-    Both are XLA ops with no kernel in the plain TF runtime, hence the flag."""
-    token = _IN_XLA_PROGRAM.set(True)
-    try:
-        yield
-    finally:
-        _IN_XLA_PROGRAM.reset(token)
-
-
-def _weight_matmul(x, kernel):
-    """x [N, in] @ kernel[out, in]^T."""
-    y = tf.matmul(x, kernel, transpose_b=True)
-    if _IN_XLA_PROGRAM.get():
-        y = xla.optimization_barrier(y)[0]
-    return y
-
-
-# Passed as `seed` to build a model whose weights a checkpoint overwrites at
-# once: zeros cost nothing, drawing 355M normals takes seconds.
-NO_INIT = "no-init"
+from tfgpt2.modeling import masking
+from tfgpt2.modeling.compiled import weight_matmul, write_at
 
 
 def _dims(x, count: int):
@@ -62,18 +31,13 @@ def _dims(x, count: int):
     return dims
 
 
-def _normal(stddev: float, seed):
-    if isinstance(seed, str) and seed == NO_INIT:
-        return keras.initializers.Zeros()
-    return keras.initializers.RandomNormal(mean=0.0, stddev=stddev, seed=seed)
-
-
 class Linear(keras.layers.Layer):
     """A dense layer whose kernel is stored [out, in], as torch.nn.Linear does.
 
     Decoding at batch 1 is a chain of mat-vecs bound by how fast the weights
     stream from memory; XLA on CPU streams `matmul(x, w, transpose_b=True)`
-    with w [out, in] about 20% faster than the [in, out] layout (DESIGN §4).
+    with w [out, in] about 20% faster than the [in, out] layout
+    (docs/benchmarks.md).
     """
 
     def __init__(self, units: int, kernel_initializer="glorot_uniform", **kwargs):
@@ -91,7 +55,7 @@ class Linear(keras.layers.Layer):
     def call(self, x):
         rank = x.shape.rank
         flat = x if rank == 2 else tf.reshape(x, [-1, self.kernel.shape[1]])
-        y = tf.nn.bias_add(_weight_matmul(flat, self.kernel), self.bias)
+        y = tf.nn.bias_add(weight_matmul(flat, self.kernel), self.bias)
         return y if rank == 2 else tf.reshape(y, _dims(x, rank - 1) + [self.units])
 
     def compute_output_shape(self, input_shape):
@@ -107,11 +71,10 @@ class GPT2Embeddings(keras.layers.Layer):
     head (logits = h @ wte^T, computed in float32 output)."""
 
     def __init__(self, vocab_size: int, n_positions: int, n_embd: int, dropout: float = 0.0,
-                 initializer_range: float = 0.02, seed=None, **kwargs):
+                 embeddings_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
-        self.initializer_range = initializer_range
-        self._initializer = _normal(initializer_range, seed)
+        self._initializer = keras.initializers.get(embeddings_initializer)
         self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="drop")
 
     def build(self, input_shape=None):
@@ -122,7 +85,7 @@ class GPT2Embeddings(keras.layers.Layer):
     def call(self, inputs, position_ids=None, reverse=False, training=None):
         if reverse:
             rank = inputs.shape.rank
-            logits = _weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte)
+            logits = weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte)
             return tf.cast(tf.reshape(logits, _dims(inputs, rank - 1) + [self.vocab_size]), "float32")
         hidden = tf.gather(self.wte, inputs) + tf.gather(self.wpe, position_ids)
         return self.dropout(hidden, training=training)
@@ -135,7 +98,8 @@ class GPT2Embeddings(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
                 "n_positions": self.n_positions, "n_embd": self.n_embd,
-                "dropout": self.dropout.rate, "initializer_range": self.initializer_range}
+                "dropout": self.dropout.rate,
+                "embeddings_initializer": keras.initializers.serialize(self._initializer)}
 
 
 class PositionIds(keras.layers.Layer):
@@ -143,7 +107,7 @@ class PositionIds(keras.layers.Layer):
     left-padded row gets the same positions as the unpadded sequence."""
 
     def call(self, attention_mask):
-        return tf.maximum(tf.cumsum(tf.cast(attention_mask, "int32"), axis=1) - 1, 0)
+        return masking.position_ids(attention_mask)
 
     def compute_output_spec(self, attention_mask):
         return keras.KerasTensor(attention_mask.shape, "int32")
@@ -159,42 +123,24 @@ class AttentionBias(keras.layers.Layer):
     """
 
     def call(self, key_mask, query_ids, query_offset=0):
-        key_length = _dims(key_mask, 2)[1]
-        query_pos = tf.range(_dims(query_ids, 2)[1]) + tf.cast(query_offset, "int32")
-        causal = tf.range(key_length)[None, :] <= query_pos[:, None]
-        allowed = tf.logical_and(causal[None], tf.cast(key_mask, "bool")[:, None, :])
-        # A large finite value: a fully masked row (left padding) stays finite.
-        return tf.where(allowed, 0.0, -1e9)[:, None]
+        return masking.attention_bias(key_mask, _dims(query_ids, 2)[1], query_offset)
 
     def compute_output_spec(self, key_mask, query_ids, query_offset=0):
         return keras.KerasTensor((key_mask.shape[0], 1, query_ids.shape[1], key_mask.shape[1]),
                                  "float32")
 
 
-def update_cache(cache, new, index):
-    """Write `new` [B * H, T, D] into `cache` [B * H, S, D] at position `index`.
-
-    In an XLA program this is a dynamic-update-slice, which XLA performs in
-    place inside the decode loop, so the fixed-size cache is never copied.
-    Elsewhere it is a concat of slices, which any TF runtime runs."""
-    new = tf.cast(new, cache.dtype)
-    if _IN_XLA_PROGRAM.get() and not isinstance(index, int):
-        zero = tf.zeros([], "int32")
-        return xla.dynamic_update_slice(cache, new, tf.stack([zero, tf.cast(index, "int32"), zero]))
-    end = index + new.shape[1]
-    return tf.concat([cache[:, :index], new, cache[:, end:]], axis=1)
-
-
 class GPT2Attention(keras.layers.Layer):
     """Causal multi-head self-attention with an optional fixed-size KV cache."""
 
     def __init__(self, n_embd: int, n_head: int, attn_pdrop: float = 0.0, resid_pdrop: float = 0.0,
-                 initializer_range: float = 0.02, proj_stddev: float = 0.02, seed=None, **kwargs):
+                 kernel_initializer="glorot_uniform", projection_initializer="glorot_uniform",
+                 **kwargs):
         super().__init__(**kwargs)
         self.n_embd, self.n_head, self.head_dim = n_embd, n_head, n_embd // n_head
         policy = self.dtype_policy
-        self.c_attn = Linear(3 * n_embd, _normal(initializer_range, seed), dtype=policy, name="c_attn")
-        self.c_proj = Linear(n_embd, _normal(proj_stddev, seed), dtype=policy, name="c_proj")
+        self.c_attn = Linear(3 * n_embd, kernel_initializer, dtype=policy, name="c_attn")
+        self.c_proj = Linear(n_embd, projection_initializer, dtype=policy, name="c_proj")
         self.attn_dropout = keras.layers.Dropout(attn_pdrop, dtype=policy, name="attn_drop")
         self.resid_dropout = keras.layers.Dropout(resid_pdrop, dtype=policy, name="resid_drop")
 
@@ -216,8 +162,8 @@ class GPT2Attention(keras.layers.Layer):
             # place (with [B, H, S, D] it duplicated the update, copying the
             # whole cache every step).
             flat = lambda t: tf.reshape(t, [batch * self.n_head, -1, self.head_dim])  # noqa: E731
-            k = update_cache(cache[0], flat(k), cache_index)
-            v = update_cache(cache[1], flat(v), cache_index)
+            k = write_at(cache[0], flat(k), cache_index, axis=1)
+            v = write_at(cache[1], flat(v), cache_index, axis=1)
             cache = (k, v)
             q = flat(q)
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
@@ -239,11 +185,12 @@ class GPT2Attention(keras.layers.Layer):
 
 class GPT2MLP(keras.layers.Layer):
     def __init__(self, n_embd: int, n_inner: int, resid_pdrop: float = 0.0,
-                 initializer_range: float = 0.02, proj_stddev: float = 0.02, seed=None, **kwargs):
+                 kernel_initializer="glorot_uniform", projection_initializer="glorot_uniform",
+                 **kwargs):
         super().__init__(**kwargs)
         policy = self.dtype_policy
-        self.c_fc = Linear(n_inner, _normal(initializer_range, seed), dtype=policy, name="c_fc")
-        self.c_proj = Linear(n_embd, _normal(proj_stddev, seed), dtype=policy, name="c_proj")
+        self.c_fc = Linear(n_inner, kernel_initializer, dtype=policy, name="c_fc")
+        self.c_proj = Linear(n_embd, projection_initializer, dtype=policy, name="c_proj")
         self.dropout = keras.layers.Dropout(resid_pdrop, dtype=policy, name="drop")
 
     def build(self, input_shape):
@@ -261,18 +208,18 @@ class GPT2MLP(keras.layers.Layer):
 class GPT2Block(keras.layers.Layer):
     """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-    def __init__(self, config, seed=None, **kwargs):
+    def __init__(self, config, kernel_initializer="glorot_uniform",
+                 projection_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         policy = self.dtype_policy
-        proj_stddev = config.initializer_range / math.sqrt(2 * config.n_layer)
         eps = config.layer_norm_epsilon
         self.ln_1 = keras.layers.LayerNormalization(epsilon=eps, dtype=policy, name="ln_1")
         self.attn = GPT2Attention(
             config.n_embd, config.n_head, config.attn_pdrop, config.resid_pdrop,
-            config.initializer_range, proj_stddev, seed, dtype=policy, name="attn")
+            kernel_initializer, projection_initializer, dtype=policy, name="attn")
         self.ln_2 = keras.layers.LayerNormalization(epsilon=eps, dtype=policy, name="ln_2")
         self.mlp = GPT2MLP(config.n_embd, config.intermediate_size, config.resid_pdrop,
-                           config.initializer_range, proj_stddev, seed, dtype=policy, name="mlp")
+                           kernel_initializer, projection_initializer, dtype=policy, name="mlp")
 
     def build(self, input_shape):
         for layer in (self.ln_1, self.attn, self.ln_2, self.mlp):
@@ -289,3 +236,29 @@ class GPT2Block(keras.layers.Layer):
 
     def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
+
+
+def call_block(block, hidden, bias, cache=None, cache_index=None, training=None):
+    """Run one block: `(hidden, new cache or None)`. The default block
+    runner of `forward`; decode programs pass their own (`SharedBlockGraph`)."""
+    if cache is None:
+        return block(hidden, bias, training=training), None
+    return block(hidden, bias, cache=cache, cache_index=cache_index, training=training)
+
+
+def initializers(config, seed=None, initialize: bool = True) -> dict:
+    """GPT-2's initialisation: normal(0, initializer_range), output
+    projections scaled by 1/sqrt(2 * n_layer) (the residual stream grows with
+    depth). One seed generator for all, so seeded models are reproducible and
+    no two weights of the same shape come out equal. `initialize=False`:
+    zeros, for a model a checkpoint overwrites at once (drawing 355M normals
+    takes seconds)."""
+    if not initialize:
+        zeros = keras.initializers.Zeros()
+        return dict(kernel=zeros, projection=zeros)
+    seed_gen = keras.random.SeedGenerator(seed) if seed is not None else None
+    std = config.initializer_range
+    return dict(
+        kernel=keras.initializers.RandomNormal(0.0, std, seed=seed_gen),
+        projection=keras.initializers.RandomNormal(
+            0.0, std / math.sqrt(2 * config.n_layer), seed=seed_gen))

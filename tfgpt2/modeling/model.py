@@ -2,8 +2,8 @@
 `GPT2LMHeadModel` (logits through the tied embedding).
 
 Both are built from the layers in `layers.py` by one method, `forward`, which
-is also what cached decoding (`generation.py`) calls with a KV cache: one
-definition of the network for training, scoring and generation.
+is also what cached decoding (`tfgpt2.generation.programs`) calls with a KV
+cache: one definition of the network for training, scoring and generation.
 """
 
 from __future__ import annotations
@@ -12,62 +12,41 @@ import os
 from collections.abc import Mapping
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from tfgpt2.config import DEFAULT_PRESET, GPT2Config
-from tfgpt2.modeling.layers import NO_INIT, AttentionBias, GPT2Block, GPT2Embeddings, PositionIds
+from tfgpt2.modeling import inputs as input_checks
+from tfgpt2.modeling.layers import (AttentionBias, GPT2Block, GPT2Embeddings, PositionIds,
+                                    call_block, initializers)
+from tfgpt2.outputs import ModelOutput
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-
-
-class ModelOutput(dict):
-    """A dict with attribute access, like transformers' ModelOutput:
-    `out.logits`, `out["logits"]`, and `out[0]` for the first field."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(
-                f"This output has no field {name!r}; it has {sorted(self)}."
-            ) from None
-
-    def __getitem__(self, key):
-        if isinstance(key, int):
-            return tuple(self.values())[key]
-        return super().__getitem__(key)
-
-
-def _is_symbolic(x) -> bool:
-    return isinstance(x, keras.KerasTensor) or (
-        tf.is_tensor(x) and not tf.executing_eagerly()
-    ) or (tf.is_tensor(x) and not hasattr(x, "numpy"))
 
 
 class GPT2PreTrainedModel(keras.Model):
     """Shared structure of the GPT-2 models: layers, forward pass, checkpoint IO."""
 
     def __init__(self, config: GPT2Config | None = None, *, output_hidden_states: bool = False,
-                 seed: int | None = None, dtype=None, **kwargs):
+                 seed: int | None = None, initialize: bool = True, dtype=None, **kwargs):
+        """Args:
+          config: the sizes (`GPT2Config`); default GPT-2 Medium's.
+          output_hidden_states: also output every block's hidden state.
+          seed: seeds the random initialisation (None: unseeded).
+          initialize: False builds zero weights, for a checkpoint to overwrite.
+          dtype: a Keras dtype policy, e.g. "mixed_bfloat16".
+        """
         config = config if config is not None else GPT2Config.from_preset(DEFAULT_PRESET)
         if not isinstance(config, GPT2Config):
             raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}.")
-        # One generator for every initializer: seeded models are reproducible,
-        # and no two weights of the same shape come out equal.
-        if isinstance(seed, str) and seed == NO_INIT:
-            seed_gen = NO_INIT
-        else:
-            seed_gen = keras.random.SeedGenerator(seed) if seed is not None else None
+        init = initializers(config, seed, initialize)
 
         # === Layers ===
         self.embeddings = GPT2Embeddings(
             config.vocab_size, config.n_positions, config.n_embd, config.embd_pdrop,
-            config.initializer_range, seed_gen, dtype=dtype, name="embeddings")
+            init["kernel"], dtype=dtype, name="embeddings")
         self.position_ids = PositionIds(dtype=dtype, name="position_ids")
         self.attention_bias = AttentionBias(dtype=dtype, name="attention_bias")
-        self.blocks = [GPT2Block(config, seed_gen, dtype=dtype, name=f"h_{i}")
-                       for i in range(config.n_layer)]
+        self.blocks = [GPT2Block(config, init["kernel"], init["projection"], dtype=dtype,
+                                 name=f"h_{i}") for i in range(config.n_layer)]
         self.ln_f = keras.layers.LayerNormalization(
             epsilon=config.layer_norm_epsilon, dtype=dtype, name="ln_f")
 
@@ -76,10 +55,13 @@ class GPT2PreTrainedModel(keras.Model):
         outputs = self._output_dict(self.forward(**inputs, output_hidden_states=output_hidden_states))
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
-        # === Config ===
+        # === Config and state ===
         self.config = config
         self.output_hidden_states = output_hidden_states
-        self._hidden_states_model = None
+        self._hidden_states_model = None  # built on first output_hidden_states=True call
+        self._tokenizer = None  # built on first use of `tokenizer`
+        self._pretrained_directory = None  # set by from_pretrained: where the vocabulary is
+        self._decode_programs = None  # tfgpt2.generation's compiled programs, on first use
 
     @staticmethod
     def _symbolic_inputs():
@@ -87,7 +69,7 @@ class GPT2PreTrainedModel(keras.Model):
 
     # --- the network ---------------------------------------------------------
     def forward(self, input_ids, attention_mask, position_ids=None, caches=None,
-                cache_index=None, output_hidden_states=False, training=None, run_block=None):
+                cache_index=None, output_hidden_states=False, training=None, block_runner=None):
         """The GPT-2 forward pass.
 
         Without a cache, `attention_mask` [B, T] masks the input and positions
@@ -96,9 +78,10 @@ class GPT2PreTrainedModel(keras.Model):
         `attention_mask` [B, S] masks the whole cache and `position_ids` [B, T]
         must be given.
 
-        `run_block(block, hidden, bias, cache, cache_index)`, if given, runs
-        each cached block in place of calling it (decode programs use it to
-        trace one block graph for all layers).
+        `block_runner(block, hidden, bias, cache, cache_index, training)` runs
+        each block and returns `(hidden, new cache or None)`; the default
+        calls the block. Decode programs pass one that traces a single block
+        graph for all layers (`SharedBlockGraph`).
 
         Returns `(last_hidden_state, hidden_states or None, new_caches or None)`;
         `hidden_states` follows transformers: the embeddings, each block's
@@ -109,17 +92,12 @@ class GPT2PreTrainedModel(keras.Model):
         hidden = self.embeddings(input_ids, position_ids, training=training)
         bias = self.attention_bias(attention_mask, input_ids,
                                    query_offset=0 if cache_index is None else cache_index)
+        run = block_runner or call_block
         all_hidden, new_caches = [hidden], []
         for i, block in enumerate(self.blocks):
-            if caches is None:
-                hidden = block(hidden, bias, training=training)
-            elif run_block is not None:
-                hidden, cache = run_block(block, hidden, bias, caches[i], cache_index)
-                new_caches.append(cache)
-            else:
-                hidden, cache = block(hidden, bias, cache=caches[i], cache_index=cache_index,
-                                      training=training)
-                new_caches.append(cache)
+            hidden, cache = run(block, hidden, bias, None if caches is None else caches[i],
+                                cache_index, training)
+            new_caches.append(cache)
             all_hidden.append(hidden)
         hidden = self.ln_f(hidden)
         all_hidden[-1] = hidden
@@ -171,52 +149,9 @@ class GPT2PreTrainedModel(keras.Model):
                 raise TypeError(f"Unexpected keyword argument {key!r}.")
         if input_ids is None:
             raise ValueError("input_ids are required: a [batch, length] tensor of token ids.")
-        input_ids = self._as_int_tensor(input_ids, "input_ids")
-        if attention_mask is None:
-            attention_mask = (keras.ops.ones_like(input_ids) if isinstance(input_ids, keras.KerasTensor)
-                              else tf.ones_like(input_ids))
-        attention_mask = self._as_int_tensor(attention_mask, "attention_mask")
-        self._check_inputs(input_ids, attention_mask)
+        input_ids, attention_mask = input_checks.validate(
+            input_ids, attention_mask, self.config.vocab_size, max_length=self.config.n_positions)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    @staticmethod
-    def _as_int_tensor(x, name):
-        if isinstance(x, keras.KerasTensor):
-            return x
-        if not tf.is_tensor(x):
-            array = np.asarray(x)
-            if array.dtype == object or not (np.issubdtype(array.dtype, np.integer)
-                                             or np.issubdtype(array.dtype, np.bool_)):
-                raise TypeError(f"{name} must hold integers, got an array of {array.dtype}.")
-            x = array
-        elif not (x.dtype.is_integer or x.dtype == tf.bool):
-            raise TypeError(f"{name} must hold integers, got a {x.dtype.name} tensor.")
-        return tf.cast(x, "int32")
-
-    def _check_inputs(self, input_ids, attention_mask):
-        config = self.config
-        ids_shape, mask_shape = tuple(input_ids.shape), tuple(attention_mask.shape)
-        if len(ids_shape) != 2:
-            raise ValueError(f"input_ids must be [batch, length], got shape {ids_shape}. "
-                             "For one sequence, add a batch axis (e.g. ids[None]).")
-        if len(mask_shape) != 2 or any(
-                a is not None and b is not None and a != b for a, b in zip(ids_shape, mask_shape)):
-            raise ValueError(f"attention_mask shape {mask_shape} must equal input_ids shape {ids_shape}.")
-        length = ids_shape[1]
-        if length is not None and length > config.n_positions:
-            raise ValueError(f"Sequence length {length} exceeds the model's context "
-                             f"n_positions={config.n_positions}; truncate the input.")
-        if length == 0:
-            raise ValueError("input_ids is empty (length 0); pass at least one token.")
-        if _is_symbolic(input_ids) or _is_symbolic(attention_mask):
-            return
-        ids = input_ids.numpy()
-        if ids.size and (ids.min() < 0 or ids.max() >= config.vocab_size):
-            bad = ids[(ids < 0) | (ids >= config.vocab_size)]
-            raise ValueError(f"Token ids must be in [0, {config.vocab_size}); found {bad[:5].tolist()}.")
-        mask = attention_mask.numpy()
-        if mask.size and not np.isin(mask, (0, 1)).all():
-            raise ValueError("attention_mask must hold only 0 and 1.")
 
     # --- config and checkpoints ------------------------------------------------
     def get_config(self):
@@ -243,7 +178,9 @@ class GPT2PreTrainedModel(keras.Model):
         OpenAI directory (`model.ckpt*` + `hparams.json`)."""
         from tfgpt2.checkpoints import weights
 
-        return weights.load_pretrained(cls, name_or_dir, **kwargs)
+        model, directory = weights.load_pretrained(cls, name_or_dir, **kwargs)
+        model._pretrained_directory = directory  # where `tokenizer` looks first
+        return model
 
     def save_pretrained(self, directory: str | os.PathLike, max_shard_size: int | str | None = None):
         """Write the Hugging Face layout (safetensors + config.json + vocab)."""
@@ -258,10 +195,10 @@ class GPT2PreTrainedModel(keras.Model):
     def tokenizer(self):
         """The tokenizer for string prompts: the checkpoint's vocabulary if
         it had one, else GPT-2's (shared by all released sizes)."""
-        if getattr(self, "_tokenizer", None) is None:
+        if self._tokenizer is None:
             from tfgpt2.tokenizer.hf_api import GPT2Tokenizer
 
-            source = getattr(self, "_pretrained_directory", None)
+            source = self._pretrained_directory
             has_vocab = source is not None and any(
                 (source / name).is_file() for name in ("vocab.json", "encoder.json"))
             self._tokenizer = GPT2Tokenizer.from_pretrained(source if has_vocab else DEFAULT_PRESET)
@@ -270,6 +207,16 @@ class GPT2PreTrainedModel(keras.Model):
     @tokenizer.setter
     def tokenizer(self, value):
         self._tokenizer = value
+
+    @property
+    def decode_programs(self):
+        """The compiled generation programs of this model, built on first use
+        and kept: a shape bucket compiles once per model."""
+        if self._decode_programs is None:
+            from tfgpt2.generation.programs import DecodePrograms
+
+            self._decode_programs = DecodePrograms(self)
+        return self._decode_programs
 
 
 @keras.saving.register_keras_serializable(package="tfgpt2")
@@ -293,18 +240,34 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     def generate(self, inputs=None, **kwargs):
         """Continue prompts with one XLA-compiled cached decoding loop.
 
-        `inputs`: a string or list of strings (returns strings: prompt plus
-        continuation), or token ids [batch, length] as a tf tensor or numpy
-        array, with an optional `attention_mask` (returns ids: the prompt,
-        left-padded, followed by the new tokens, in the same type).
+        Args:
+          inputs: a string or a list of strings, or token ids [batch, length]
+            (a tf tensor, numpy array or nested list; left or right padded
+            rows with an `attention_mask`). An empty prompt starts from
+            `<|endoftext|>`, as transformers does. `input_ids=` works too.
+          attention_mask: for token ids: 1 on real tokens, 0 on padding.
+          streamer: receives each new token as it is produced: a callable
+            taking the [batch] token ids, or a transformers-style object
+            with `put`/`end` such as `tfgpt2.TextStreamer` (one prompt).
+          generation_config: a `GenerationConfig`; keyword settings override it.
+          **settings: any `GenerationConfig` field (`max_new_tokens`,
+            `do_sample`, `temperature`, `top_k`, `top_p`, `num_beams`,
+            `repetition_penalty`, `num_return_sequences`, `seed`, ...), each
+            documented there.
 
-        Settings (see `tfgpt2.generation.GenerationConfig`): `max_length`,
-        `max_new_tokens`, `do_sample`, `temperature`, `top_k`, `top_p`,
-        `num_beams`, `length_penalty`, `early_stopping`, `repetition_penalty`,
-        `num_return_sequences`, `eos_token_id`, `stop_token_ids`,
-        `pad_token_id`, `seed`, `truncate_prompt`; and `streamer`, a callable
-        or a transformers-style object with `put`/`end` that receives each
-        new token as it is produced.
+        Returns:
+          For a string, a string: the prompt followed by the continuation,
+          cut before the first stop token. For a list of strings, a list
+          (`num_return_sequences` per prompt, in prompt order). For ids,
+          ids of the same type [batch * num_return_sequences, length +
+          new]: each prompt left-padded with `pad_token_id`, then the new
+          tokens (padded after a stop token).
+
+        Example:
+            model = GPT2LMHeadModel.from_pretrained("gpt2-medium")
+            model.generate("The meaning of life is", max_new_tokens=40,
+                           do_sample=True, top_p=0.9, seed=0)
+            model.generate(["First prompt", "A second"], max_new_tokens=20, num_beams=4)
         """
         from tfgpt2.generation.generate import generate
 

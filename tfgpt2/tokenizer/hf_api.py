@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfgpt2.config import DEFAULT_PRESET
+from tfgpt2.outputs import BatchEncoding
 from tfgpt2.tokenizer.graph import BytePairTokenizer
 from tfgpt2.tokenizer.vocab import (EOS_TOKEN, Vocabulary, as_vocabulary, load_vocabulary,
                                     write_hf_files)
@@ -32,19 +34,6 @@ def _utf8(text: str) -> bytes:
 # ----------------------------------------------------------------------------
 # Python API (Hugging Face style)
 # ----------------------------------------------------------------------------
-
-
-class BatchEncoding(dict):
-    """dict of model inputs with attribute access (`enc.input_ids`)."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to_dict(self) -> dict:
-        return dict(self)
 
 
 _PAD_ERROR = (
@@ -91,7 +80,7 @@ class GPT2Tokenizer:
         return side
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike = "gpt2-medium", **kwargs):
+    def from_pretrained(cls, name_or_dir: str | os.PathLike = DEFAULT_PRESET, **kwargs):
         """GPT-2 names (`gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`,
         `openai-community/...`) load offline; a directory holding vocab.json +
         merges.txt (or encoder.json + vocab.bpe) is read, with its

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-EOS_TOKEN = "<|endoftext|>"
+from tfgpt2.config import EOS_TOKEN, GPT2_NAMES
+
 
 # sha256 of OpenAI's own files (the hashes tiktoken pins), see DESIGN.md §2.
 GPT2_FILE_SHA256 = {
@@ -33,11 +34,6 @@ GPT2_FILE_SHA256 = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
 }
 
-GPT2_NAMES = frozenset(
-    name
-    for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-    for name in (size, f"openai-community/{size}")
-)
 
 # (token -> id file, merges file), in order of preference.
 LAYOUTS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))

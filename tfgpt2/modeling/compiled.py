@@ -1,0 +1,62 @@
+"""What changes when the network is traced into one XLA program, and the
+in-place tensor write that both kinds of graph need.
+
+Decode programs trace `forward` under `xla_program()`. Two things differ there:
+- each weight matmul stays a dot of its own (an optimisation barrier): XLA on
+  CPU otherwise fuses the bias add into the dot and emits a single-threaded
+  loop that streams the weights markedly slower than its standalone dot;
+- tensors are written in place with a dynamic-update-slice, so the
+  fixed-size KV cache is never copied inside the decode loop.
+Both are XLA ops with no kernel in the plain TF runtime, hence the flag: the
+same code traced outside it is a plain TF graph (TF Serving without XLA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
+
+_IN_XLA_PROGRAM = contextvars.ContextVar("in_xla_program", default=False)
+
+
+@contextlib.contextmanager
+def xla_program():
+    """Mark the tracing of a `tf.function(jit_compile=True)` body."""
+    token = _IN_XLA_PROGRAM.set(True)
+    try:
+        yield
+    finally:
+        _IN_XLA_PROGRAM.reset(token)
+
+
+def in_xla_program() -> bool:
+    return _IN_XLA_PROGRAM.get()
+
+
+def weight_matmul(x, kernel):
+    """x [N, in] @ kernel[out, in]^T, kept a dot of its own inside XLA."""
+    y = tf.matmul(x, kernel, transpose_b=True)
+    if in_xla_program():
+        y = xla.optimization_barrier(y)[0]
+    return y
+
+
+def write_at(tensor, update, index, axis: int):
+    """`tensor` with `update` written at `index` along `axis` (all other
+    dimensions of `update` equal `tensor`'s).
+
+    In an XLA program: a dynamic-update-slice, done in place when `tensor`
+    is a loop variable. Elsewhere: a concat of slices, which any TF runtime
+    (TF Serving, LiteRT) runs."""
+    update = tf.cast(update, tensor.dtype)
+    if in_xla_program() and not isinstance(index, int):
+        starts = [tf.zeros([], tf.int32)] * tensor.shape.rank
+        starts[axis] = tf.cast(index, tf.int32)
+        return xla.dynamic_update_slice(tensor, update, tf.stack(starts))
+    width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]
+    before = [slice(None)] * axis + [slice(None, index)]
+    after = [slice(None)] * axis + [slice(index + width, None)]
+    return tf.concat([tensor[tuple(before)], update, tensor[tuple(after)]], axis=axis)
