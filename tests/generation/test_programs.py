@@ -1,0 +1,84 @@
+"""The decode programs' own contracts: one traced block graph only for
+blocks that match, prompt packing as TF functions."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_support import small_config
+from tfgpt2 import GPT2LMHeadModel
+from tfgpt2.generation import packing
+from tfgpt2.generation.programs import SharedBlockGraph
+from tfgpt2.modeling.layers import GPT2Block
+
+
+def built_block(config, name, cls=GPT2Block, dtype=None):
+    block = cls(config, dtype=dtype, name=name)
+    block.build((None, None, config.n_embd))
+    return block
+
+
+class AdaptedBlock(GPT2Block):
+    """A per-block change, as an adapter or a quantised block would be."""
+
+
+@pytest.mark.parametrize("other,what", [
+    (lambda c: built_block(c, "h_1", cls=AdaptedBlock), "class"),
+    (lambda c: built_block(small_config(n_inner=96), "h_1"), "weights"),
+    (lambda c: built_block(c, "h_1", dtype="mixed_bfloat16"), "dtype policy"),
+])
+def test_shared_block_graph_refuses_a_block_that_differs(other, what):
+    config = small_config()
+    first = built_block(config, "h_0")
+    SharedBlockGraph([first, built_block(config, "h_1")])  # identical blocks: fine
+    with pytest.raises(ValueError, match=f"'h_1' differs from 'h_0' in its {what}"):
+        SharedBlockGraph([first, other(config)])
+
+
+def test_every_model_builds_its_shared_block_graph():
+    model = GPT2LMHeadModel.from_config(small_config(), seed=0)
+    assert model.decode_programs.block_runner.template is model.blocks[0]
+
+
+def brute_force_left_pad(rows, length, pad):
+    ids = np.full((len(rows), length), pad, np.int32)
+    mask = np.zeros((len(rows), length), np.int32)
+    for i, row in enumerate(rows):
+        kept = row[-length:] if len(row) > length else row
+        if len(kept):
+            ids[i, length - len(kept):], mask[i, length - len(kept):] = kept, 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("length", [1, 3, 8])
+def test_left_pad_right_aligns_and_keeps_the_last_tokens(length):
+    rows = [[5, 6, 7, 8, 9], [], [1], [2, 3, 4]]
+    values = np.array(sum(rows, []), np.int32)
+    splits = np.cumsum([0] + [len(r) for r in rows])
+    ids, mask = packing.left_pad(values, splits, length, 99)
+    want_ids, want_mask = brute_force_left_pad(rows, length, 99)
+    np.testing.assert_array_equal(ids.numpy(), want_ids)
+    np.testing.assert_array_equal(mask.numpy(), want_mask)
+
+
+def test_left_pad_of_no_tokens_and_in_a_graph():
+    ids, mask = packing.left_pad(np.zeros([0], np.int32), [0, 0], 4, 7)
+    assert ids.numpy().tolist() == [[7, 7, 7, 7]] and mask.numpy().sum() == 0
+    graph = tf.function(packing.left_pad, autograph=False, input_signature=[
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+    ids, _ = graph(tf.constant([1, 2, 3]), tf.constant([0, 2, 3], tf.int64), 3, 0)
+    assert ids.numpy().tolist() == [[0, 1, 2], [0, 0, 3]]
+
+
+def test_tokens_before_stop():
+    stop = np.zeros([10], bool)
+    stop[[3, 7]] = True
+    tokens = tf.constant([[1, 3, 7, 2], [1, 2, 4, 5], [7, 1, 1, 1]])
+    assert packing.tokens_before_stop(tokens, stop).numpy().tolist() == [1, 4, 0]
+
+
+def test_buckets():
+    assert [packing.bucket_length(n) for n in (1, 8, 9, 64, 65, 128, 129)] == [
+        8, 8, 16, 64, 128, 128, 192]
+    assert [packing.bucket_batch(n) for n in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8]

@@ -1,0 +1,61 @@
+"""Prompt packing as TF functions, for `generate` and the exported graphs
+alike: shape buckets, left padding (with left truncation), and where each
+generated row ends.
+
+Prompts are left-padded so every row's last prompt token sits in the same
+column and all rows decode in lockstep; the attention mask hides the padding
+and positions are counted from the mask (`tfgpt2.modeling.masking`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+def bucket_length(n: int) -> int:
+    """A static length for `n` tokens: powers of two from 8 up to 64, then
+    multiples of 64, so a new length rarely compiles a new program and a
+    short prompt is padded little."""
+    if n <= 64:
+        return max(8, 1 << (n - 1).bit_length())
+    return 64 * math.ceil(n / 64)
+
+
+def bucket_batch(n: int) -> int:
+    """A static batch size for `n` rows: the next power of two."""
+    return 1 << (n - 1).bit_length()
+
+
+def left_pad(values, row_splits, length, pad_id):
+    """Right-align each row in `length` columns.
+
+    Args:
+      values: int32 [N], the rows' tokens one after another.
+      row_splits: int [B + 1], where each row starts in `values` (then N).
+      length: int or scalar tensor, the width.
+      pad_id: the id written in front of shorter rows.
+
+    Returns:
+      `(ids, mask)`, int32 [B, length]: a row longer than `length` keeps its
+      last `length` tokens (left truncation); mask is 1 on real tokens.
+    """
+    values = tf.cast(values, tf.int32)
+    row_splits = tf.cast(row_splits, tf.int32)
+    starts, ends = row_splits[:-1], row_splits[1:]
+    kept = tf.minimum(ends - starts, length)  # [B]
+    offset = tf.range(length)[None, :] - (length - kept)[:, None]  # index into the kept tail
+    mask = offset >= 0
+    # One padding value appended, so the gather is valid even with no tokens.
+    padded = tf.concat([values, tf.reshape(tf.cast(pad_id, tf.int32), [1])], 0)
+    index = tf.where(mask, (ends - kept)[:, None] + offset, tf.size(values))
+    return tf.gather(padded, index), tf.cast(mask, tf.int32)
+
+
+def tokens_before_stop(tokens, stop_mask):
+    """int32 [B]: how many tokens of each row of `tokens` [B, N] come before
+    its first stop token (N when it has none). `stop_mask` is bool [V]."""
+    is_stop = tf.gather(stop_mask, tokens)
+    first = tf.argmax(tf.cast(is_stop, tf.int32), axis=1, output_type=tf.int32)
+    return tf.where(tf.reduce_any(is_stop, axis=1), first, tf.shape(tokens)[1])
