@@ -71,4 +71,6 @@ def main(argv):
 
 if __name__ == "__main__":
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own exits 1
     app.run(main)

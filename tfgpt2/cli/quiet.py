@@ -18,7 +18,7 @@ import threading
 # Info and warning lines, the CUDA probe's error on a machine without a GPU,
 # and the start-up banners. Other errors and fatal lines pass.
 _CPP_LOG_LINE = re.compile(
-    rb"^(?:[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]|"
+    rb"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|"
     rb"E\d{4} [^\]]*\] failed call to cuInit|"
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
     rb"To enable the following instructions: .* rebuild TensorFlow)")

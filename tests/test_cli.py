@@ -1,0 +1,74 @@
+"""The command line as a user meets it: `python main.py ...` in a fresh
+process. Modes have their own tests; these check what all modes share."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfgpt2.cli import flag_spelling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*flags, env=None):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *flags],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=environment)
+
+
+def test_generate_prints_each_continuation_without_tensorflow_noise(tiny_checkpoint):
+    result = run("--mode=generate", f"--model={tiny_checkpoint}", "--prompt=Hello there",
+                 "--prompt=Second prompt", "--max_new_tokens=5", "--nodo_sample")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--- 0 ---\nHello there" in result.stdout
+    assert "--- 1 ---\nSecond prompt" in result.stdout
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "cpu_feature_guard"):
+        assert noise not in result.stderr, result.stderr
+
+
+def test_beams_alone_mean_greedy_beam_search(tiny_checkpoint):
+    result = run(f"--model={tiny_checkpoint}", "--prompt=Hello", "--num_beams=3",
+                 "--max_new_tokens=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--- 0 ---\nHello" in result.stdout
+
+
+def test_library_errors_speak_in_flags(tiny_checkpoint):
+    bad = run(f"--model={tiny_checkpoint}", "--top_p=2")
+    assert bad.returncode == 1 and "top_p must be in (0, 1]" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    long = run(f"--model={tiny_checkpoint}", "--prompt=" + "word " * 120, "--max_new_tokens=8")
+    assert long.returncode == 1
+    assert "pass --truncate_prompt to keep the prompt's last tokens" in long.stderr
+    truncated = run(f"--model={tiny_checkpoint}", "--prompt=" + "word " * 120,
+                    "--max_new_tokens=8", "--truncate_prompt", "--nodo_sample")
+    assert truncated.returncode == 0, truncated.stderr[-2000:]
+
+
+def test_usage_mistakes_are_one_line():
+    result = run("--stream", "--prompt=a", "--prompt=b")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --stream prints one continuation: pass exactly one --prompt (got 2)."]
+    stray = run("--mode=generate", "stray words")
+    assert stray.returncode == 2 and len(stray.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_mode_with_an_example():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "--mode=generate" in result.stdout and "e.g. python main.py --mode=generate" in result.stdout
+    assert "--max_new_tokens" in result.stdout
+
+
+@pytest.mark.parametrize("message,expected", [
+    ("pass truncate_prompt=True to keep", "pass --truncate_prompt to keep"),
+    ("use do_sample=False (greedy)", "use --nodo_sample (greedy)"),
+    ("got top_k=-1.", "got --top_k=-1."),
+    ("max_length=30 exceeds", "max_length=30 exceeds"),  # not a flag: unchanged
+])
+def test_flag_spelling(message, expected):
+    assert flag_spelling(message, ["truncate_prompt", "do_sample", "top_k"]) == expected
