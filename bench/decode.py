@@ -4,7 +4,7 @@ on the same GPT-2 Medium weights, in one run.
     python bench/decode.py                      # all peers that are installed
     python bench/decode.py --peers=tfgpt2,keras_hub --batch_sizes=1
 
-Protocol (shared/DESIGN.md §4): fp32, seeded random weights, an 8-token
+Protocol (docs/benchmarks.md): fp32, seeded random weights, an 8-token
 prompt, 64 new tokens, greedy, batch 1 then 8. Tokens/s is new tokens per
 second per sequence, median of --repeats timed calls after a warm-up call;
 the first call (compilation included) is reported separately, as is the time

@@ -44,7 +44,31 @@ def hub_repo_id(name: str) -> str:
 
 @dataclasses.dataclass
 class GPT2Config:
-    """GPT-2 hyper-parameters. Defaults are GPT-2 Medium's."""
+    """GPT-2's hyper-parameters; the defaults are GPT-2 Medium's.
+
+    Field names follow Hugging Face's `config.json`, so the same file works
+    here, in transformers and in keras-hub.
+
+    Args:
+      vocab_size: number of token ids (50257 for GPT-2's vocabulary).
+      n_positions: the context: most tokens a sequence can hold.
+      n_embd: width of the residual stream.
+      n_layer: number of transformer blocks.
+      n_head: attention heads per block (must divide `n_embd`).
+      n_inner: MLP width; None means 4 * n_embd.
+      layer_norm_epsilon: LayerNorm's epsilon.
+      resid_pdrop, embd_pdrop, attn_pdrop: dropout rates (active only in
+        training) after each residual branch, after the embeddings and on
+        the attention probabilities.
+      initializer_range: stddev of the random initialisation.
+      activation_function: GPT-2's tanh-approximate GELU ("gelu_new").
+      bos_token_id, eos_token_id: `<|endoftext|>` (50256) for GPT-2.
+
+    Example:
+        config = GPT2Config.from_preset("gpt2")           # 124M: 12 x 768
+        config = GPT2Config.from_pretrained("path/to/checkpoint")
+        tiny = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=128)
+    """
 
     vocab_size: int = 50257
     n_positions: int = 1024

@@ -56,6 +56,7 @@ def model():
 PROMPTS = [[5, 17, 42, 8, 99, 3, 250], [7, 7, 7], [120]]
 
 
+@pytest.mark.slow
 def test_medium_cached_greedy_equals_full_recomputation():
     """GPT-2 Medium sizes, random weights, a left-padded batch."""
     config = GPT2Config(**MEDIUM, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

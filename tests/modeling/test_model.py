@@ -21,6 +21,7 @@ def medium_pair(tmp_path_factory):
     return backbone, GPT2LMHeadModel.from_pretrained(directory), directory
 
 
+@pytest.mark.slow
 def test_medium_logits_and_hidden_states_match_keras_hub(medium_pair):
     backbone, model, _ = medium_pair
     rng = np.random.default_rng(0)
@@ -32,6 +33,7 @@ def test_medium_logits_and_hidden_states_match_keras_hub(medium_pair):
     np.testing.assert_allclose(out.logits.numpy(), ref_logits, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_medium_left_padded_batch_matches_unpadded_keras_hub(medium_pair):
     """Each left-padded row gives keras-hub's outputs for that row alone:
     positions come from the mask and padding is masked out."""
@@ -53,6 +55,7 @@ def test_medium_left_padded_batch_matches_unpadded_keras_hub(medium_pair):
                                    ref_hidden[0], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_medium_features_model_matches_keras_hub(medium_pair):
     backbone, _, directory = medium_pair
     features = GPT2Model.from_pretrained(directory)
@@ -63,6 +66,7 @@ def test_medium_features_model_matches_keras_hub(medium_pair):
     np.testing.assert_allclose(out.last_hidden_state.numpy(), ref_hidden, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_medium_parameter_count():
     config = GPT2Config.from_pretrained("gpt2-medium")
     assert config.num_parameters() == 354_823_168

@@ -42,8 +42,28 @@ class TextGenerationPipeline:
 
 
 def pipeline(task: str = "text-generation", model=DEFAULT_PRESET, tokenizer=None, **model_kwargs):
-    """`pipeline('text-generation', model='gpt2-medium')`: `model` is a hub
-    name, a checkpoint directory, or a GPT2LMHeadModel."""
+    """The model card's entry point, as transformers' `pipeline`.
+
+    Args:
+      task: "text-generation" (the one task GPT-2 serves).
+      model: a hub name (`gpt2-medium`, `org/name`), a checkpoint directory,
+        or a `GPT2LMHeadModel`.
+      tokenizer: a `GPT2Tokenizer`, a name or directory for one, or None for
+        the model's own.
+      **model_kwargs: passed to `GPT2LMHeadModel.from_pretrained`.
+
+    Returns:
+      A callable: `generator(text or list of texts, **settings)` returns,
+      per prompt, a list of `{"generated_text": ...}` (prompt included unless
+      `return_full_text=False`). It samples with GPT-2's task defaults
+      (`do_sample=True`, `max_length=50`); settings are `GenerationConfig`'s.
+
+    Example:
+        from tfgpt2 import pipeline, set_seed
+        generator = pipeline('text-generation', model='gpt2-medium')
+        set_seed(42)
+        generator("Hello, I'm a language model,", max_length=30, num_return_sequences=5)
+    """
     if task != "text-generation":
         raise ValueError(f"tfgpt2 provides the 'text-generation' pipeline, not {task!r}.")
     from tfgpt2.modeling.model import GPT2LMHeadModel
