@@ -82,3 +82,42 @@ def test_buckets():
     assert [packing.bucket_length(n) for n in (1, 8, 9, 64, 65, 128, 129)] == [
         8, 8, 16, 64, 128, 128, 192]
     assert [packing.bucket_batch(n) for n in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8]
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_run_time_shapes_give_generate_s_tokens(xla):
+    """The programs' bodies with sizes left to run time (what an exported
+    graph needs), traced as a plain TF graph or as XLA, decode exactly what
+    `generate` does with its fixed-shape buckets."""
+    from tfgpt2.generation.generate import _params
+    from tfgpt2.generation.config import GenerationConfig
+    from tfgpt2.generation.programs import ProgramKey, ProgramKind
+    from tfgpt2.modeling.compiled import xla_program
+
+    model = GPT2LMHeadModel.from_config(small_config(), seed=3)
+    rows = [[5, 17, 42, 8], [7], [120, 3]]
+    expected = [model.generate(np.array([row]), max_new_tokens=6, eos_token_id=[])[0, len(row):]
+                for row in rows]
+    programs = model.decode_programs
+    key = ProgramKey(ProgramKind.LOOP, batch=None, prompt_length=None, new_tokens=None)
+    params = _params(GenerationConfig(eos_token_id=[]), 6, model.config.vocab_size, 0)
+
+    def run(ids, mask, params):
+        state = programs.prefill_and_choose(key, ids, mask, params)
+        return programs.token_loop(key, state, params)
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+    if xla:
+        def traced(*args):
+            with xla_program():
+                return run(*args)
+        fn = tf.function(traced, jit_compile=True, autograph=False)
+    else:
+        fn = tf.function(run, autograph=False, input_signature=[spec, spec, {
+            k: tf.TensorSpec(v.shape, v.dtype) for k, v in params.items()}])
+    values = np.array(sum(rows, []), np.int32)
+    ids, mask = packing.left_pad(values, np.cumsum([0] + [len(r) for r in rows]), 5, 0)
+    out, steps = fn(ids, mask, params)
+    assert int(steps) == 6
+    for row, want in zip(out.numpy(), expected):
+        assert row.tolist() == want.tolist()

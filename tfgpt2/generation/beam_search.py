@@ -49,7 +49,7 @@ class BeamSearch:
         def body(state):
             logits, caches = self.programs.decode_step(
                 key, state["tokens"], state["caches"], key_mask,
-                next_position + state["step"] - 1, state["step"])
+                next_position + state["step"] - 1, state["step"], prefilled["prompt_length"])
             return (self._select(dict(state, caches=caches), logits, params),)
 
         def cond(state):

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
 from tfgpt2.modeling.compiled import write_at, xla_program
+from tfgpt2.modeling.layers import dims
 from tfgpt2.modeling.masking import next_positions, position_ids
 
 
@@ -41,12 +42,14 @@ class ProgramKind(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ProgramKey:
-    """What a program's shapes and code depend on."""
+    """What a program's shapes and code depend on. `generate` fixes the
+    shapes (one program per bucket); None leaves a size to run time, for
+    graphs that take any batch and length (the SavedModel export)."""
 
     kind: ProgramKind
-    batch: int
-    prompt_length: int
-    new_tokens: int
+    batch: int | None
+    prompt_length: int | None
+    new_tokens: int | None
     do_sample: bool = False
     top_k: int = 0
     use_top_p: bool = False
@@ -55,9 +58,11 @@ class ProgramKey:
     num_beams: int = 1
     early_stopping: bool = False
 
-    @property
-    def cache_length(self) -> int:
-        return self.prompt_length + self.new_tokens
+
+
+def new_tokens(key, params):
+    """The loop's length: the key's bucket, or the request's budget."""
+    return key.new_tokens if key.new_tokens is not None else params["max_new_tokens"]
 
 
 def params_signature(vocab_size: int) -> dict:
@@ -92,7 +97,8 @@ class DecodePrograms:
                     lambda ids, mask, params: self.prefill_and_choose(key, ids, mask, params),
                     input_signature=signature),
                 ProgramKind.BEAM_PREFILL: lambda: _graph(
-                    lambda ids, mask, params: self.prefill(key, ids, mask), input_signature=signature),
+                    lambda ids, mask, params: self.prefill(key, ids, mask, params),
+                    input_signature=signature),
                 ProgramKind.LOOP: lambda: _xla(lambda state, params: self.token_loop(key, state, params)),
                 ProgramKind.STEP: lambda: _xla(lambda state, params: self.advance(key, state, params)),
                 ProgramKind.BEAM: lambda: _xla(beam_search.BeamSearch(self, key)),
@@ -132,27 +138,31 @@ class DecodePrograms:
         shape = [batch * cfg.n_head, length, cfg.head_dim]
         return [(tf.zeros(shape, dtype), tf.zeros(shape, dtype)) for _ in range(cfg.n_layer)]
 
-    def prefill(self, key, ids, mask):
+    def prefill(self, key, ids, mask, params):
         """Run the prompt through the model, filling the caches. Returns the
         last position's logits [B, V], the caches, the key mask over the
-        cache, each row's next position id, and the prompt's tokens as a
-        [B, V] mask when the repetition penalty needs them."""
-        batch = ids.shape[0]
-        key_mask = tf.concat([mask, tf.ones([batch, key.new_tokens], tf.int32)], axis=1)
+        cache, each row's next position id, the prompt's (padded) length,
+        and the prompt's tokens as a [B, V] mask when the repetition penalty
+        needs them."""
+        batch, prompt_length = dims(ids, 2)
+        new = new_tokens(key, params)
+        key_mask = tf.concat([mask, tf.ones([batch, new], tf.int32)], axis=1)
         hidden, _, caches = self.model.forward(
-            ids, key_mask, position_ids(mask), self.empty_caches(batch, key.cache_length),
+            ids, key_mask, position_ids(mask), self.empty_caches(batch, prompt_length + new),
             cache_index=0, block_runner=self.block_runner)
         seen = (repetition.tokens_in_prompt(ids, mask, self.model.config.vocab_size)
                 if key.use_repetition_penalty else tf.zeros([batch, 1], tf.bool))
         return dict(logits=self.model.lm_logits(hidden[:, -1:, :])[:, 0], caches=caches,
-                    key_mask=key_mask, next_position=next_positions(mask), seen=seen)
+                    key_mask=key_mask, next_position=next_positions(mask), seen=seen,
+                    prompt_length=tf.cast(prompt_length, tf.int32))
 
-    def decode_step(self, key, tokens, caches, key_mask, positions, step):
+    def decode_step(self, key, tokens, caches, key_mask, positions, step, prompt_length):
         """Feed the token chosen at `step - 1`; return the next logits [B, V]
         and the updated caches."""
+        start = key.prompt_length if key.prompt_length is not None else prompt_length
         hidden, _, caches = self.model.forward(
             tokens[:, None], key_mask, positions[:, None], caches,
-            cache_index=key.prompt_length + step - 1, block_runner=self.block_runner)
+            cache_index=start + step - 1, block_runner=self.block_runner)
         return self.model.lm_logits(hidden)[:, 0], caches
 
     @staticmethod
@@ -169,9 +179,9 @@ class DecodePrograms:
     # --- sampling / greedy ------------------------------------------------------------
     def prefill_and_choose(self, key, ids, mask, params):
         """(ids, mask, params) -> the loop state after the first token."""
-        state = self.prefill(key, ids, mask)
+        state = self.prefill(key, ids, mask, params)
         tokens = self._choose(key, state.pop("logits"), state["seen"], params, 0)
-        out = tf.fill([key.batch, key.new_tokens - 1], params["pad_token_id"])
+        out = tf.fill([dims(ids, 1)[0], new_tokens(key, params) - 1], params["pad_token_id"])
         return dict(state, step=tf.constant(1), tokens=tokens,
                     finished=tf.gather(params["stop_mask"], tokens),
                     out=tf.concat([tokens[:, None], out], axis=1))
@@ -180,7 +190,8 @@ class DecodePrograms:
         """The loop state after one more token."""
         step = state["step"]
         logits, caches = self.decode_step(key, state["tokens"], state["caches"], state["key_mask"],
-                                          state["next_position"] + step - 1, step)
+                                          state["next_position"] + step - 1, step,
+                                          state["prompt_length"])
         seen = state["seen"]
         if key.use_repetition_penalty:
             seen = repetition.mark_seen(seen, state["tokens"])
@@ -192,7 +203,7 @@ class DecodePrograms:
 
     def token_loop(self, key, state, params):
         """(state, params) -> (tokens [B, new_tokens], number produced)."""
-        limit = tf.minimum(params["max_new_tokens"], key.new_tokens)
+        limit = tf.minimum(params["max_new_tokens"], new_tokens(key, params))
 
         def cond(state):
             return tf.logical_and(state["step"] < limit,

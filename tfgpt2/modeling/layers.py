@@ -16,7 +16,7 @@ from tfgpt2.modeling import masking
 from tfgpt2.modeling.compiled import weight_matmul, write_at
 
 
-def _dims(x, count: int):
+def dims(x, count: int):
     """The first `count` dimensions of x: Python ints where the static shape
     knows them (always, inside the decode programs), tensors otherwise. Static
     sizes keep the traced graph small, which makes tracing and XLA faster."""
@@ -56,7 +56,7 @@ class Linear(keras.layers.Layer):
         rank = x.shape.rank
         flat = x if rank == 2 else tf.reshape(x, [-1, self.kernel.shape[1]])
         y = tf.nn.bias_add(weight_matmul(flat, self.kernel), self.bias)
-        return y if rank == 2 else tf.reshape(y, _dims(x, rank - 1) + [self.units])
+        return y if rank == 2 else tf.reshape(y, dims(x, rank - 1) + [self.units])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -86,7 +86,7 @@ class GPT2Embeddings(keras.layers.Layer):
         if reverse:
             rank = inputs.shape.rank
             logits = weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte)
-            return tf.cast(tf.reshape(logits, _dims(inputs, rank - 1) + [self.vocab_size]), "float32")
+            return tf.cast(tf.reshape(logits, dims(inputs, rank - 1) + [self.vocab_size]), "float32")
         hidden = tf.gather(self.wte, inputs) + tf.gather(self.wpe, position_ids)
         return self.dropout(hidden, training=training)
 
@@ -123,7 +123,7 @@ class AttentionBias(keras.layers.Layer):
     """
 
     def call(self, key_mask, query_ids, query_offset=0):
-        return masking.attention_bias(key_mask, _dims(query_ids, 2)[1], query_offset)
+        return masking.attention_bias(key_mask, dims(query_ids, 2)[1], query_offset)
 
     def compute_output_spec(self, key_mask, query_ids, query_offset=0):
         return keras.KerasTensor((key_mask.shape[0], 1, query_ids.shape[1], key_mask.shape[1]),
@@ -153,7 +153,7 @@ class GPT2Attention(keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])
 
     def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
-        batch, length = _dims(x, 2)
+        batch, length = dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))
         if cache is not None:
