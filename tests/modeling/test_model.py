@@ -221,3 +221,30 @@ def test_cached_forward_outside_xla_matches_the_full_forward():
         hidden, _, caches = model.forward(tf.constant(ids[:, t:t + 1], tf.int32), key_mask,
                                           tf.constant([[t]]), caches, cache_index=tf.constant(t))
         np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[t], atol=1e-5)
+
+
+def test_read_only_cache_step_matches_the_full_forward():
+    """One token against a cache that is only read (the LiteRT decode's
+    contract): the same logits as the full forward, and the keys and values
+    it returns are the ones a cache write would have stored."""
+    model = GPT2LMHeadModel.from_config(small_config(), seed=4)
+    ids = np.array([[5, 17, 42, 8, 99, 3]], np.int32)
+    full = model(ids).logits.numpy()
+    prefix = 5
+    empty = [(tf.zeros([4, prefix, 16]), tf.zeros([4, prefix, 16])) for _ in model.blocks]
+    _, _, caches = model.forward(ids[:, :prefix], tf.ones([1, prefix], tf.int32),
+                                 caches=empty, cache_index=0,
+                                 position_ids=tf.range(prefix)[None])
+    # A cache longer than what it holds: stale slots past the token are masked.
+    padded = [(tf.concat([k, tf.ones([4, 3, 16])], 1), tf.concat([v, tf.ones([4, 3, 16])], 1))
+              for k, v in caches]
+    hidden, _, new = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
+                                   position_ids=tf.constant([[prefix]]), caches=padded, cache_index=prefix,
+                                   cache_write=False)
+    np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[0, prefix],
+                               atol=1e-4, rtol=1e-4)
+    _, _, written = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
+                                  position_ids=tf.constant([[prefix]]), caches=padded, cache_index=prefix)
+    for (k_new, v_new), (k_all, v_all) in zip(new, written):
+        np.testing.assert_allclose(k_new.numpy()[:, 0], k_all.numpy()[:, prefix], atol=1e-6)
+        np.testing.assert_allclose(v_new.numpy()[:, 0], v_all.numpy()[:, prefix], atol=1e-6)

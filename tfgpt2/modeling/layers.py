@@ -152,34 +152,62 @@ class GPT2Attention(keras.layers.Layer):
         x = tf.reshape(x, [batch, length, self.n_head, self.head_dim])
         return tf.transpose(x, [0, 2, 1, 3])
 
-    def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
+    def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
+             training=None):
+        """Without a cache, causal self-attention over `x`.
+
+        With `cache` (keys, values), each [B * H, S, D], and `cache_write`
+        (the default), the new keys and values are written into the cache at
+        `cache_index` and attention runs over the cache; returns `(out, the
+        updated cache)`. With `cache_write=False` the cache is only read: the
+        token (T must be 1) attends to the cache positions the bias allows
+        and to itself, and `(out, (its keys, its values))` comes back for the
+        caller to store — the LiteRT decode signature, whose runner keeps
+        the cache in its own buffers so no step copies it.
+        """
         batch, length = dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))
+        scale = 1.0 / math.sqrt(self.head_dim)
+        bias = tf.cast(attention_bias, "float32")
         if cache is not None:
             # The cache is [B * H, S, D]: rank 3 lets XLA feed the updated
             # cache straight into the batched matmul, so the update stays in
             # place (with [B, H, S, D] it duplicated the update, copying the
             # whole cache every step).
             flat = lambda t: tf.reshape(t, [batch * self.n_head, -1, self.head_dim])  # noqa: E731
-            k = write_at(cache[0], flat(k), cache_index, axis=1)
-            v = write_at(cache[1], flat(v), cache_index, axis=1)
-            cache = (k, v)
-            q = flat(q)
-        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        scores = tf.reshape(scores, [batch, self.n_head, length, -1])
+            q, k, v = flat(q), flat(k), flat(v)
+            if cache_write:
+                k = write_at(cache[0], k, cache_index, axis=1)
+                v = write_at(cache[1], v, cache_index, axis=1)
+                new_cache = (k, v)
+            else:
+                if length != 1:
+                    raise ValueError("A read-only cache takes one new token at a time.")
+                new_cache = (k, v)
+                bias = tf.concat([bias, tf.zeros_like(bias[..., :1])], axis=-1)
+        if cache is not None and not cache_write:
+            scores = tf.concat([tf.matmul(q, cache[0], transpose_b=True),
+                                tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1)
+        else:
+            scores = tf.matmul(q, k, transpose_b=True)
+        scores = tf.reshape(scores * scale, [batch, self.n_head, length, -1])
         # Softmax in float32 whatever the compute dtype (mixed precision).
-        probs = tf.nn.softmax(tf.cast(scores, "float32") + tf.cast(attention_bias, "float32"),
-                              axis=-1)
+        probs = tf.nn.softmax(tf.cast(scores, "float32") + bias, axis=-1)
         probs = self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
         if cache is not None:
             probs = tf.reshape(probs, [batch * self.n_head, length, -1])
-        out = tf.reshape(tf.matmul(probs, v), [batch, self.n_head, length, self.head_dim])
+        if cache is not None and not cache_write:
+            out = tf.matmul(probs[..., :-1], cache[1]) + probs[..., -1:] * v
+        else:
+            out = tf.matmul(probs, v)
+        out = tf.reshape(out, [batch, self.n_head, length, self.head_dim])
         out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_embd])
         out = self.resid_dropout(self.c_proj(out), training=training)
-        return out if cache is None else (out, cache)
+        return out if cache is None else (out, new_cache)
 
-    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None):
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
+                            training=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
@@ -225,25 +253,28 @@ class GPT2Block(keras.layers.Layer):
         for layer in (self.ln_1, self.attn, self.ln_2, self.mlp):
             layer.build(input_shape)
 
-    def call(self, x, attention_bias, cache=None, cache_index=None, training=None):
+    def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
+             training=None):
         attn = self.attn(self.ln_1(x), attention_bias, cache=cache, cache_index=cache_index,
-                         training=training)
+                         cache_write=cache_write, training=training)
         if cache is not None:
             attn, cache = attn
         x = x + attn
         x = x + self.mlp(self.ln_2(x), training=training)
         return x if cache is None else (x, cache)
 
-    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None):
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
+                            training=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
-def call_block(block, hidden, bias, cache=None, cache_index=None, training=None):
+def call_block(block, hidden, bias, cache=None, cache_index=None, training=None, cache_write=True):
     """Run one block: `(hidden, new cache or None)`. The default block
     runner of `forward`; decode programs pass their own (`SharedBlockGraph`)."""
     if cache is None:
         return block(hidden, bias, training=training), None
-    return block(hidden, bias, cache=cache, cache_index=cache_index, training=training)
+    return block(hidden, bias, cache=cache, cache_index=cache_index, cache_write=cache_write,
+                 training=training)
 
 
 def initializers(config, seed=None, initialize: bool = True) -> dict:

@@ -8,6 +8,7 @@ cache: one definition of the network for training, scoring and generation.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -69,14 +70,18 @@ class GPT2PreTrainedModel(keras.Model):
 
     # --- the network ---------------------------------------------------------
     def forward(self, input_ids, attention_mask, position_ids=None, caches=None,
-                cache_index=None, output_hidden_states=False, training=None, block_runner=None):
+                cache_index=None, output_hidden_states=False, training=None, block_runner=None,
+                cache_write=True):
         """The GPT-2 forward pass.
 
         Without a cache, `attention_mask` [B, T] masks the input and positions
         are counted from it. With `caches` (a list of per-layer `(k, v)`, each
         [B * H, S, D]), the inputs are written at `cache_index`,
         `attention_mask` [B, S] masks the whole cache and `position_ids` [B, T]
-        must be given.
+        must be given. With `cache_write=False` the caches are only read (one
+        new token, attending to cache positions before `cache_index` and to
+        itself) and the new tokens' keys and values are returned in their
+        place, for a runtime that keeps the cache (the LiteRT decode).
 
         `block_runner(block, hidden, bias, cache, cache_index, training)` runs
         each block and returns `(hidden, new cache or None)`; the default
@@ -90,9 +95,15 @@ class GPT2PreTrainedModel(keras.Model):
         if position_ids is None:
             position_ids = self.position_ids(attention_mask)
         hidden = self.embeddings(input_ids, position_ids, training=training)
-        bias = self.attention_bias(attention_mask, input_ids,
-                                   query_offset=0 if cache_index is None else cache_index)
-        run = block_runner or call_block
+        if cache_index is None:
+            query_offset = 0
+        else:  # a read-only cache holds only the positions before the token
+            query_offset = cache_index if cache_write else cache_index - 1
+        bias = self.attention_bias(attention_mask, input_ids, query_offset=query_offset)
+        if block_runner is not None and not cache_write:
+            raise ValueError("A custom block_runner writes the cache; cache_write=False runs "
+                             "the blocks themselves.")
+        run = block_runner or functools.partial(call_block, cache_write=cache_write)
         all_hidden, new_caches = [hidden], []
         for i, block in enumerate(self.blocks):
             hidden, cache = run(block, hidden, bias, None if caches is None else caches[i],
