@@ -49,14 +49,19 @@ def write_at(tensor, update, index, axis: int):
     dimensions of `update` equal `tensor`'s).
 
     In an XLA program: a dynamic-update-slice, done in place when `tensor`
-    is a loop variable. Elsewhere: a concat of slices, which any TF runtime
-    (TF Serving, LiteRT) runs."""
+    is a loop variable. Elsewhere: a select between `tensor` and `update`
+    gathered into place, which any TF runtime runs (TF Serving, LiteRT:
+    unlike a concat of slices it never makes an empty tensor, which LiteRT's
+    XNNPACK delegate cannot reshape)."""
     update = tf.cast(update, tensor.dtype)
     if in_xla_program() and not isinstance(index, int):
         starts = [tf.zeros([], tf.int32)] * tensor.shape.rank
         starts[axis] = tf.cast(index, tf.int32)
         return xla.dynamic_update_slice(tensor, update, tf.stack(starts))
+    length = tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]
     width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]
-    before = [slice(None)] * axis + [slice(None, index)]
-    after = [slice(None)] * axis + [slice(index + width, None)]
-    return tf.concat([tensor[tuple(before)], update, tensor[tuple(after)]], axis=axis)
+    offset = tf.range(length) - tf.cast(index, tf.int32)  # where each slot reads `update`
+    inside = tf.logical_and(offset >= 0, offset < width)
+    placed = tf.gather(update, tf.clip_by_value(offset, 0, width - 1), axis=axis)
+    broadcast = [1] * axis + [-1] + [1] * (tensor.shape.rank - axis - 1)
+    return tf.where(tf.reshape(inside, broadcast), placed, tensor)
