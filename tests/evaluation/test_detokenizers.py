@@ -4,68 +4,11 @@ invertibility, and unit counts equal to hand counts."""
 
 import pytest
 
+from eval_support import (LM1B, LM1B_DETOKENIZED, PTB, PTB_DETOKENIZED, WIKITEXT,
+                          WIKITEXT_DETOKENIZED)
 from tfgpt2.evaluation import detokenizers as dt
 from tfgpt2.evaluation import units
 
-# WikiText's `wiki.test.tokens` format: every line starts and ends with a
-# space, blank lines are a lone space, headings are spaced `=` runs, numbers
-# and hyphenated words carry @,@ @.@ @-@, punctuation and clitics are tokens.
-WIKITEXT = (
-    " \n"
-    " = Valkyria Chronicles III = \n"
-    " \n"
-    " Senjō no Valkyria 3 : <unk> Chronicles ( Japanese : 戦場のヴァルキュリア3 ) , commonly "
-    "referred to as Valkyria Chronicles III outside Japan , is a tactical role @-@ playing "
-    "video game developed by Sega and Media.Vision for the PlayStation Portable . \n"
-    " \n"
-    " = = Gameplay = = \n"
-    " \n"
-    " The game 's battle system is carried over from the first game . It sold 102 @,@ 779 "
-    "copies in its first week and was rated 8 @.@ 5 out of 10 ; \" It was a great success , \" "
-    "said the producer , and the players ' votes agreed ! \n"
-    " = = = Plot = = = \n"
-)
-WIKITEXT_DETOKENIZED = (
-    "\n"
-    "= Valkyria Chronicles III =\n"
-    "\n"
-    "Senjō no Valkyria 3: <unk> Chronicles (Japanese: 戦場のヴァルキュリア3), commonly "
-    "referred to as Valkyria Chronicles III outside Japan, is a tactical role-playing "
-    "video game developed by Sega and Media.Vision for the PlayStation Portable.\n"
-    "\n"
-    "== Gameplay ==\n"
-    "\n"
-    "The game's battle system is carried over from the first game. It sold 102,779 "
-    "copies in its first week and was rated 8.5 out of 10; \"It was a great success,\" "
-    "said the producer, and the players' votes agreed!\n"
-    "=== Plot ===\n"
-)
-
-# Mikolov's `ptb.test.txt`: lower case, no punctuation, N for numbers,
-# clitics split, a space at both ends of each line.
-PTB = (
-    " no it was n't a good year for the company \n"
-    " i 'm sure the $ N million deal 's terms were <unk> by N analysts \n"
-    " mr. <unk> said investors ' shares they 've held since N N would be sold \n"
-)
-PTB_DETOKENIZED = (
-    "No it wasn't a good year for the company\n"
-    "I'm sure the $1 million deal's terms were <unk> by 1 analysts\n"
-    "Mr. <unk> said investors' shares they've held since 1 1 would be sold\n"
-)
-
-# The One Billion Word benchmark's heldout files: one sentence per line,
-# case kept, punctuation and clitics spaced.
-LM1B = (
-    "He said : \" It does n't matter , \" and left the room .\n"
-    "Shares of the company rose 5 % on Tuesday ( after the report ) .\n"
-    "The players ' union has n't agreed ; talks resume Friday !\n"
-)
-LM1B_DETOKENIZED = (
-    "He said: \"It doesn't matter,\" and left the room.\n"
-    "Shares of the company rose 5% on Tuesday (after the report).\n"
-    "The players' union hasn't agreed; talks resume Friday!\n"
-)
 
 
 def test_wikitext_undoes_its_artefacts():

@@ -372,8 +372,9 @@ def score_continuations(model, requests: Sequence[tuple[Sequence[int], Sequence[
     bar = _progress(len(rows), progress, "request")
     for begin in range(0, len(order), batch_size):
         group = order[begin:begin + batch_size]
-        # Shapes rounded up to multiples of 32 and 8: few distinct layouts.
-        row_length = _round_up(max(len(rows[i]) for i in group), 32, window)
+        # Shapes rounded up to multiples of 64 and 8: few distinct layouts, so
+        # few traces (each costs seconds on GPT-2 Medium).
+        row_length = _round_up(max(len(rows[i]) for i in group), 64, window)
         span_length = _round_up(max(spans[i][1] - spans[i][0] for i in group), 8, window - 1)
         nll, weight, greedy = _run_batch(model, [rows[i] for i in group], [spans[i] for i in group],
                                          batch_size, row_length, span_length, bias)
