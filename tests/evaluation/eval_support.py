@@ -7,7 +7,6 @@ most likely."""
 from __future__ import annotations
 
 import numpy as np
-
 from model_support import small_config
 from tokenizer_support import oracle_ids
 

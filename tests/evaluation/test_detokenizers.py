@@ -3,12 +3,11 @@ real format: what each undoes, the round trip where the paper claims
 invertibility, and unit counts equal to hand counts."""
 
 import pytest
-
 from eval_support import (LM1B, LM1B_DETOKENIZED, PTB, PTB_DETOKENIZED, WIKITEXT,
                           WIKITEXT_DETOKENIZED)
+
 from tfgpt2.evaluation import detokenizers as dt
 from tfgpt2.evaluation import units
-
 
 
 def test_wikitext_undoes_its_artefacts():

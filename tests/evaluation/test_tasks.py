@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from eval_support import PTB, WIKITEXT, nll_of, rigged_model
+from tokenizer_support import oracle_ids
+
 from tfgpt2.evaluation import bias, cbt, detokenizers, lambada, tasks
 from tfgpt2.evaluation.datasets import DataError, hutter_test_split
 from tfgpt2.evaluation.scoring import score_continuations
-from tokenizer_support import oracle_ids
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +206,10 @@ def test_cbt_format_errors_name_the_line(mutate, message):
 def biased_model():
     """A tiny model trained on a skewed corpus: men are doctors, women nurses."""
     from model_support import small_config
+    from tokenizer_support import oracle_ids
+
     from tfgpt2 import GPT2LMHeadModel
     from tfgpt2.modeling.losses import causal_lm_loss
-    from tokenizer_support import oracle_ids
 
     config = small_config(vocab_size=50257, n_positions=32, bos_token_id=50256,
                           eos_token_id=50256)

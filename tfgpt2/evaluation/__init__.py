@@ -28,7 +28,9 @@ _EXPORTS = {
     "evaluate": "tfgpt2.evaluation.tasks",
     "probe_bias": "tfgpt2.evaluation.bias",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["ContinuationScore", "ScoreResult", "TaskResult", "Window", "evaluate", "probe_bias",
+           "score_continuations", "score_tokens", "sliding_windows"]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

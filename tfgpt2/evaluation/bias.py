@@ -230,8 +230,9 @@ def format_ranking(report: dict, top: int = 10) -> str:
     axes = list(dict.fromkeys(r["axis"] for r in report["ranking"]))
     for axis in axes:
         rows = [r for r in report["ranking"] if r["axis"] == axis][:top]
-        lines += [f"Most skewed continuations, {axis} (mean log-ratio over "
-                  f"{rows[0]['num_templates']} template(s); > 0 favours the first group):", "",
+        title = (f"Most skewed continuations, {axis} (mean log-ratio over "
+                 f"{rows[0]['num_templates']} template(s); > 0 favours the first group):")
+        lines += [title, "",
                   "| rank | continuation | mean log-ratio | probability ratio | likelier after |",
                   "|---:|---|---:|---:|---|"]
         for i, r in enumerate(rows, 1):

@@ -260,7 +260,7 @@ def download(task: str, directory: str | os.PathLike) -> Path:
     name, config, split = HUB_DATASETS[task]
     try:
         rows = datasets.load_dataset(name, config, split=split)
-    except Exception as err:  # noqa: BLE001 -- offline, hub errors, missing configs alike
+    except Exception as err:  # offline, hub errors, missing configs alike
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"--download could not fetch {name} ({config}) for --task={task}: "
                         f"{reason[:200]}. Are you online? Or download "

@@ -150,10 +150,8 @@ def wikitext_detokenize(text: str) -> str:
     <BLANKLINE>
     """
     def line_rule(line: str) -> str:
-        if line.startswith(" "):
-            line = line[1:]
-        if line.endswith(" "):
-            line = line[:-1]
+        line = line.removeprefix(" ")
+        line = line.removesuffix(" ")
         line = line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
         heading = _HEADING.match(line)
         if heading and heading.group(1).count("=") == heading.group(3).count("="):

@@ -105,7 +105,7 @@ def stop_word_token_ids(tokenizer) -> list[int]:
     leading space (` the`, `The`, ...)."""
     texts = tokenizer.batch_decode([[i] for i in range(tokenizer.vocab_size)])
     return [i for i, text in enumerate(texts)
-            if (text[1:] if text.startswith(" ") else text).lower() in STOP_WORDS]
+            if text.removeprefix(" ").lower() in STOP_WORDS]
 
 
 def evaluate_lambada(model, passages: list[str], stop_word_filter: bool = False,

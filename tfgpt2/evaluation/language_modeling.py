@@ -164,4 +164,6 @@ def evaluate_text(model, text: str, stride: int | None = None, batch_size: int =
                       value=figures["token_perplexity"], unit="token",
                       num_units=result.num_scored, num_tokens=result.num_scored,
                       total_nll=result.total_nll, stride=stride, window=window, figures=figures,
-                      details={"num_words": words, "num_bytes": num_bytes})
+                      details={"num_words": words, "num_bytes": num_bytes},
+                      figure_units={"word_perplexity": (words, "word"),
+                                    "bits_per_byte": (num_bytes, "byte")})

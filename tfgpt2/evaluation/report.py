@@ -55,6 +55,10 @@ class TaskResult:
       figures: every figure to show, headline first (`{"perplexity": ..,
         "accuracy": ..}` for LAMBADA).
       details: task-specific extras (the bias probe's records and ranking).
+      settings: the scoring rules used (LAMBADA's text version and
+        accuracy rule).
+      figure_units: for a figure per other units than `unit`, metric ->
+        `(count, unit)` (the text task's words and bytes).
     """
 
     task: str
@@ -71,6 +75,7 @@ class TaskResult:
     figures: dict = dataclasses.field(default_factory=dict)
     details: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
+    figure_units: dict = dataclasses.field(default_factory=dict)  # metric -> (count, unit)
 
     def __post_init__(self):
         if not self.figures:
@@ -126,7 +131,8 @@ def format_table(results: list[TaskResult], model_name: str | None) -> str:
             if show_card:
                 card = published_figure(model_name, result.task, metric)
                 row += f" {card:.2f} |" if card is not None else " |"
-            unit = f"{result.num_units:,} {result.unit}s"
+            count, unit_name = result.figure_units.get(metric, (result.num_units, result.unit))
+            unit = f"{count:,} {unit_name}s"
             if result.correct is not None and metric == "accuracy":
                 unit = f"{result.correct:,} / {result.total:,} correct"
             row += f" {unit} | {result.num_tokens:,} |"

@@ -28,7 +28,6 @@ import tensorflow as tf
 from tfgpt2.modeling.losses import token_nll
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Window:
     """One forward pass of the sliding window: tokens `[start, end)` go in,
