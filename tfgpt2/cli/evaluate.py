@@ -45,8 +45,8 @@ flags.DEFINE_integer("max_examples", None,
                      "questions (cbt-*), templates (bias), words (text8), lines (the rest).")
 flags.DEFINE_bool("download", False,
                   "Fetch the test set with the `datasets` library (pip install datasets; needs "
-                  "a network) into --data, then evaluate. For lambada, cbt-*, wikitext*, ptb "
-                  "and enwik8.")
+                  "a network) into --data, then evaluate. For lambada, cbt-*, wikitext* and "
+                  "ptb.")
 flags.DEFINE_bool("stop_word_filter", False,
                   "lambada: the first predicted token may not be a stop word (the paper's "
                   "approximation of 'the word must end the sentence').")

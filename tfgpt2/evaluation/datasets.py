@@ -204,7 +204,6 @@ HUB_DATASETS = {
     "wikitext2": ("Salesforce/wikitext", "wikitext-2-v1", "test"),
     "wikitext103": ("Salesforce/wikitext", "wikitext-103-v1", "test"),
     "ptb": ("ptb-text-only/ptb_text_only", "penn_treebank", "test"),
-    "enwik8": ("LTCB/enwik8", "enwik8-raw", "train"),
 }
 
 
@@ -238,8 +237,6 @@ def _rows_to_file(task: str, rows) -> bytes:
     elif task == "ptb":
         for row in rows:
             out.write(f" {row['sentence']} \n")
-    elif task == "enwik8":
-        return "".join(row["text"] for row in rows).encode("utf-8")
     return out.getvalue().encode("utf-8")
 
 

@@ -143,14 +143,20 @@ Window(start=4, end=10, score_from=9)]
 _PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _span_program(model):
-    """One tf.function per model: NLL of a span of each row given the row
-    before it. Its inputs are shaped by the caller so that a whole scoring run
-    traces it once or twice (one shape per batch layout)."""
-    program = _PROGRAMS.get(model)
-    if program is not None:
-        return program
+def _span_program(model, layout: tuple[int, int, int]):
+    """The compiled program for one batch layout `(rows, row length, span
+    length)`: NLL of a span of each row given the row before it.
 
+    One tf.function per layout, each traced once: a scoring run uses one or
+    two layouts (a few for continuations), and TensorFlow's retracing
+    warning, meant for accidental retracing, stays quiet."""
+    programs = _PROGRAMS.setdefault(model, {})
+    if layout not in programs:
+        programs[layout] = tf.function(_make_span_fn(model))
+    return programs[layout]
+
+
+def _make_span_fn(model):
     def run(ids, mask, positions, span_mask, first_token_bias):
         # ids, mask [B, T]; positions [B, L + 1]: the position before each
         # span token, then the last span token; span_mask [B, L + 1] is 1 on
@@ -170,9 +176,7 @@ def _span_program(model):
         hit = tf.logical_or(tf.equal(best, targets[:, 1:]), weight == 0)
         return tf.reduce_sum(nll, axis=1), tf.reduce_sum(weight, axis=1), tf.reduce_all(hit, axis=1)
 
-    program = tf.function(run, reduce_retracing=False)
-    _PROGRAMS[model] = program
-    return program
+    return run
 
 
 def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], batch_size: int,
@@ -194,7 +198,8 @@ def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], batc
         span_mask[i, :count + 1] = 1
     for i in range(len(rows), batch_size):  # padding rows: one real token, nothing scored
         mask[i, 0] = 1
-    nll, weight, greedy = _span_program(model)(
+    program = _span_program(model, (batch_size, row_length, span_length))
+    nll, weight, greedy = program(
         tf.constant(ids), tf.constant(mask), tf.constant(positions), tf.constant(span_mask),
         tf.constant(first_token_bias))
     n = len(rows)
