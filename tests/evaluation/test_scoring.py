@@ -163,3 +163,22 @@ def test_continuation_errors(model):
         score_continuations(model, [([1], [])])
     with pytest.raises(ValueError, match="shorter than the window"):
         score_continuations(model, [([1], list(range(20)))], window=20)
+
+
+@pytest.mark.parametrize("context_length,window", [(5, 128), (40, 24)],
+                         ids=["fits", "context-cut-to-window"])
+def test_choices_share_the_context_and_equal_brute_force(model, context_length, window):
+    from tfgpt2.evaluation.scoring import score_choices
+
+    rng = np.random.default_rng(context_length)
+    context = rng.integers(0, 320, context_length).tolist()
+    choices = [rng.integers(0, 320, n).tolist() for n in (1, 4, 2, 9)]
+    best = int(np.argmax(model(np.asarray([context[-(window - 9):]])).logits.numpy()[0, -1]))
+    choices.append([best])  # a greedy one
+    results = score_choices(model, context, choices, window=window)
+    kept = context[-(window - 9):]  # room for the longest choice
+    for choice, result in zip(choices, results):
+        logprobs = [token_logprob(model, kept + choice[:j], choice[j]) for j in range(len(choice))]
+        np.testing.assert_allclose(result.nll, -sum(logprobs), rtol=2e-5)
+        assert result.num_tokens == len(choice)
+    assert results[-1].greedy

@@ -38,8 +38,9 @@ flags.DEFINE_integer("stride", None,
                      "Sliding-window stride for the language-modelling tasks and text: new tokens "
                      "each 1024-token window scores, 1..window. Default: half the window (512), "
                      "so every token is scored once with 512-1023 tokens of context.")
-flags.DEFINE_integer("batch_size", 4, "Windows (or, for lambada, cbt-* and bias, passages x "
-                     "candidates) per forward pass.")
+flags.DEFINE_integer("batch_size", 4, "Windows per forward pass (language-modelling tasks, "
+                     "text), or passages (lambada) or prompt x continuation rows (bias); cbt-* "
+                     "runs one question per pass (its context once, its 10 candidates together).")
 flags.DEFINE_integer("max_examples", None,
                      "Score only the first N examples, for quick runs: passages (lambada), "
                      "questions (cbt-*), templates (bias), words (text8), lines (the rest).")

@@ -21,12 +21,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from tfgpt2.evaluation import datasets
 from tfgpt2.evaluation.detokenizers import prose_detokenize
 from tfgpt2.evaluation.report import TaskResult
-from tfgpt2.evaluation.scoring import score_continuations
+from tfgpt2.evaluation.scoring import score_choices
 
 BLANK = "XXXXX"
 _SENTINEL = "\ue000"  # a private-use character no rule touches
@@ -132,15 +133,16 @@ def question_texts(question: CbtQuestion) -> tuple[str, list[str]]:
     return full_context, [f"{space}{candidate}{suffix}" for candidate in question.candidates]
 
 
-def evaluate_cbt(model, questions: list[CbtQuestion], task: str = "cbt-cn", batch_size: int = 8,
+def evaluate_cbt(model, questions: list[CbtQuestion], task: str = "cbt-cn",
                  progress: bool = False) -> TaskResult:
-    """Accuracy (percent) of choosing the most probable candidate.
+    """Accuracy (percent) of choosing the most probable candidate. Each
+    question is one forward pass: its context runs once and its candidates
+    share the context's cached keys and values (`score_choices`).
 
     Args:
       model: a `GPT2LMHeadModel`.
       questions: from `read_cbt` / `parse_cbt`.
       task: `cbt-cn` or `cbt-ne` (the name recorded in the result).
-      batch_size: rows (question x candidate) per forward pass.
       progress: show a progress bar.
 
     Returns:
@@ -158,19 +160,15 @@ def evaluate_cbt(model, questions: list[CbtQuestion], task: str = "cbt-cn", batc
     context_ids = tokenizer(list(contexts), split_special_tokens=True)["input_ids"]
     flat = [c for group in continuations for c in group]
     flat_ids = tokenizer(flat, split_special_tokens=True)["input_ids"]
-    requests, owners = [], []
-    position = 0
-    for qi, group in enumerate(continuations):
-        for _ in group:
-            requests.append(([eos] + context_ids[qi], flat_ids[position]))
-            owners.append(qi)
-            position += 1
-    scores = score_continuations(model, requests, batch_size=batch_size, progress=progress)
+    bar = keras.utils.Progbar(len(questions), unit_name="question") if progress else None
     correct, gold_nll, gold_tokens = 0, 0.0, 0
     position = 0
-    for question in questions:
-        group = scores[position:position + len(question.candidates)]
+    for qi, question in enumerate(questions):
+        choices = flat_ids[position:position + len(question.candidates)]
         position += len(question.candidates)
+        group = score_choices(model, [eos] + context_ids[qi], choices)
+        if bar is not None:
+            bar.add(1)
         best = int(np.argmax([s.logprob for s in group]))
         gold = question.candidates.index(question.answer)
         correct += int(best == gold)

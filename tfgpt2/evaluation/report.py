@@ -108,7 +108,7 @@ METRIC_LABELS = {
     "accuracy": "accuracy (%)",
     "bits_per_byte": "bits per byte",
     "bits_per_character": "bits per character",
-    "mean_abs_log_ratio": "mean |log-ratio|",
+    "mean_abs_log_ratio": "mean absolute log-ratio",
     "word_perplexity": "perplexity per word",
     "token_perplexity": "perplexity per token",
 }

@@ -388,3 +388,120 @@ def score_continuations(model, requests: Sequence[tuple[Sequence[int], Sequence[
         if bar is not None:
             bar.add(len(group))
     return results
+
+
+# ----------------------------------------------------------------------------
+# Choices: several continuations of one shared context
+# ----------------------------------------------------------------------------
+
+_CHOICE_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _choice_program(model, layout: tuple[int, int, int]):
+    """The compiled program for `(context length, choices, choice length)`:
+    the context runs once, filling a KV cache that every choice reads."""
+    programs = _CHOICE_PROGRAMS.setdefault(model, {})
+    if layout not in programs:
+        programs[layout] = tf.function(_make_choice_fn(model))
+    return programs[layout]
+
+
+def _make_choice_fn(model):
+    config = model.config
+
+    def run(context, context_mask, choices, choice_mask, first_token_bias):
+        # context, context_mask [1, C] (right-padded); choices, choice_mask [K, L].
+        length, (count, choice_length) = context.shape[1], choices.shape
+        shape = [config.n_head, length + choice_length, config.head_dim]
+        dtype = model.embeddings.compute_dtype
+        caches = [(tf.zeros(shape, dtype), tf.zeros(shape, dtype)) for _ in range(config.n_layer)]
+        key_mask = tf.concat([context_mask, tf.zeros([1, choice_length], tf.int32)], axis=1)
+        positions = tf.maximum(tf.cumsum(context_mask, axis=1) - 1, 0)
+        hidden, _, caches = model.forward(context, key_mask, positions, caches, cache_index=0,
+                                          training=False)
+        real = tf.reduce_sum(context_mask)
+        last = tf.gather(hidden, real - 1, axis=1)  # [1, C]: predicts each choice's first token
+        # Every choice reads the same context cache: [H, S, D] -> [K * H, S, D].
+        caches = [(tf.tile(k, [count, 1, 1]), tf.tile(v, [count, 1, 1])) for k, v in caches]
+        key_mask = tf.concat([tf.tile(context_mask, [count, 1]), choice_mask], axis=1)
+        # Padding slots past a short choice are masked; clamp their positions
+        # into the embedding table.
+        choice_positions = tf.minimum(real + tf.range(choice_length), config.n_positions - 1)
+        choice_positions = tf.tile(choice_positions[None], [count, 1])
+        choice_hidden, _, _ = model.forward(choices, key_mask, choice_positions, caches,
+                                            cache_index=length, training=False)
+        # Position j's logits predict token j + 1: prepend the context's last
+        # position so that token_nll's shift lines up with the choices.
+        hidden = tf.concat([tf.tile(last[:, None], [count, 1, 1]), choice_hidden], axis=1)
+        logits = model.lm_logits(hidden)
+        targets = tf.concat([tf.zeros([count, 1], choices.dtype), choices], axis=1)
+        mask = tf.concat([tf.ones([count, 1], choice_mask.dtype), choice_mask], axis=1)
+        nll, weight = token_nll(logits, targets, mask)
+        predicted = logits[:, :-1]
+        predicted = tf.concat([predicted[:, :1] + first_token_bias, predicted[:, 1:]], axis=1)
+        best = tf.argmax(predicted, axis=-1, output_type=tf.int32)
+        hit = tf.logical_or(tf.equal(best, targets[:, 1:]), weight == 0)
+        return tf.reduce_sum(nll, axis=1), tf.reduce_sum(weight, axis=1), tf.reduce_all(hit, axis=1)
+
+    return run
+
+
+def score_choices(model, context: Sequence[int], choices: Sequence[Sequence[int]],
+                  window: int | None = None) -> list[ContinuationScore]:
+    """`score_continuations` for several continuations of ONE context, with
+    the context run once: its keys and values are cached and shared by all
+    the choices (CBT's 10 candidates after the same 20 sentences cost one
+    context pass instead of ten).
+
+    Args:
+      model: a `GPT2LMHeadModel`.
+      context: the shared context's token ids (at least one).
+      choices: the continuations' token ids (each at least one token,
+        shorter than the window).
+      window: the most tokens a context plus a choice may take; default the
+        model's context. A longer context keeps its most recent tokens.
+
+    Returns:
+      One `ContinuationScore` per choice, in order: the same numbers as
+      `score_continuations([(context, c) for c in choices])`.
+
+    Example:
+    >>> tok = model.tokenizer
+    >>> scores = score_choices(model, tok.encode("The cat sat on the"),
+    ...                        [tok.encode(" mat"), tok.encode(" moon")])
+    """
+    config = model.config
+    window = config.n_positions if window is None else window
+    check_window_and_stride(window, 1, config.n_positions)
+    context = _as_token_array(context, "context")
+    choices = [_as_token_array(c, f"choice {i}") for i, c in enumerate(choices)]
+    if len(context) == 0:
+        raise ValueError("The context is empty: give at least one token (e.g. [50256], "
+                         "<|endoftext|>) for the first prediction.")
+    if not choices or any(len(c) == 0 for c in choices):
+        raise ValueError("Give at least one choice, each of at least one token.")
+    longest = max(len(c) for c in choices)
+    if longest >= window:
+        raise ValueError(f"A choice has {longest} tokens; choices must be shorter than the "
+                         f"window ({window}).")
+    context = context[-(window - longest):]
+    _check_vocab(context, config.vocab_size, "context")
+    for i, c in enumerate(choices):
+        _check_vocab(c, config.vocab_size, f"choice {i}")
+    context_length = _round_up(len(context), 64, window)
+    choice_length = _round_up(longest, 8, window)
+    padded_context = np.zeros((1, context_length), np.int32)
+    context_mask = np.zeros((1, context_length), np.int32)
+    padded_context[0, :len(context)] = context
+    context_mask[0, :len(context)] = 1
+    padded = np.zeros((len(choices), choice_length), np.int32)
+    choice_mask = np.zeros((len(choices), choice_length), np.int32)
+    for i, c in enumerate(choices):
+        padded[i, :len(c)] = c
+        choice_mask[i, :len(c)] = 1
+    program = _choice_program(model, (context_length, len(choices), choice_length))
+    nll, weight, greedy = program(
+        tf.constant(padded_context), tf.constant(context_mask), tf.constant(padded),
+        tf.constant(choice_mask), tf.zeros([config.vocab_size], tf.float32))
+    return [ContinuationScore(nll=float(n), num_tokens=int(w), greedy=bool(g))
+            for n, w, g in zip(nll.numpy().astype(np.float64), weight.numpy(), greedy.numpy())]

@@ -96,7 +96,7 @@ def run_task(model, data: TaskData, stride: int | None = None, batch_size: int =
         return lambada.evaluate_lambada(model, data.payload, stop_word_filter, batch_size,
                                         progress, text_version=data.version)
     if task in ("cbt-cn", "cbt-ne"):
-        return cbt.evaluate_cbt(model, data.payload, task, batch_size, progress)
+        return cbt.evaluate_cbt(model, data.payload, task, progress)
     if task == "bias":
         report = bias.probe_bias(model, data.payload, data.continuations, batch_size, progress)
         return bias.bias_result(report, model.config.n_positions)
@@ -120,7 +120,9 @@ def evaluate(model, task: str, data: str | os.PathLike | None = None, *,
         standard layout (optional for `bias`: a templates file).
       stride: sliding-window stride for the language-modelling tasks and
         `text`; default half the window (512).
-      batch_size: windows (or rows) per forward pass.
+      batch_size: windows per forward pass (language modelling, text), or
+        passages (lambada) or rows (bias); cbt-* runs one question (its
+        context once, its candidates together) per pass.
       max_examples: keep the first N examples (`example_unit(task)`).
       stop_word_filter: LAMBADA's optional stop-word filter.
       continuations: for `bias`, a file of continuations (default:
