@@ -106,7 +106,7 @@ def _score(model, text, stride, batch_size, progress):
 
 
 def evaluate_language_modeling(model, task: str, original: str | bytes, stride: int | None = None,
-                               batch_size: int = 4, progress: bool = False) -> TaskResult:
+                               batch_size: int | None = None, progress: bool = False) -> TaskResult:
     """Score one benchmark's ORIGINAL test text the paper's way.
 
     Args:
@@ -115,7 +115,7 @@ def evaluate_language_modeling(model, task: str, original: str | bytes, stride: 
         `enwik8`, `text8`).
       original: the test split as distributed (str; bytes for enwik8).
       stride: sliding-window stride; default half the window (512).
-      batch_size: windows per forward pass.
+      batch_size: windows per forward pass (default 1 on a CPU, 8 on a GPU).
       progress: show a progress bar.
 
     Returns:
@@ -144,10 +144,21 @@ def evaluate_language_modeling(model, task: str, original: str | bytes, stride: 
                       total_nll=result.total_nll, stride=stride, window=window)
 
 
-def evaluate_text(model, text: str, stride: int | None = None, batch_size: int = 4,
+def evaluate_text(model, text: str, stride: int | None = None, batch_size: int | None = None,
                   progress: bool = False) -> TaskResult:
     """Any UTF-8 text, scored as it is: perplexity per token (the headline),
     per whitespace-separated word, and bits per UTF-8 byte.
+
+    Args:
+      model: a `GPT2LMHeadModel`.
+      text: the text (at least 2 tokens).
+      stride: sliding-window stride; default half the window (512).
+      batch_size: windows per forward pass (default 1 on a CPU, 8 on a GPU).
+      progress: show a progress bar.
+
+    Returns:
+      A `TaskResult` with `figures` `token_perplexity`, `word_perplexity`
+      and `bits_per_byte`.
 
     Example:
     >>> result = evaluate_text(model, Path("notes.txt").read_text())

@@ -179,12 +179,14 @@ def _make_span_fn(model):
     return run
 
 
-def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], batch_size: int,
-               row_length: int, span_length: int, first_token_bias: np.ndarray):
+def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], row_length: int,
+               span_length: int, first_token_bias: np.ndarray):
     """Score `spans[i] = (first, last + 1)` of `rows[i]` (within-row indices).
 
-    Rows are right-padded to `row_length` and the batch to `batch_size` rows
-    (padding rows score nothing), so that equal layouts reuse one trace."""
+    Rows are right-padded to `row_length` so that equal layouts reuse one
+    trace. The batch is never padded with dummy rows: on a CPU a dummy
+    1024-token row costs as much as a real one."""
+    batch_size = len(rows)
     ids = np.zeros((batch_size, row_length), np.int32)
     mask = np.zeros((batch_size, row_length), np.int32)
     positions = np.zeros((batch_size, span_length + 1), np.int32)
@@ -196,14 +198,11 @@ def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], batc
         positions[i, :count + 1] = np.arange(first - 1, stop)
         positions[i, count + 1:] = stop - 1  # clamped; masked out
         span_mask[i, :count + 1] = 1
-    for i in range(len(rows), batch_size):  # padding rows: one real token, nothing scored
-        mask[i, 0] = 1
     program = _span_program(model, (batch_size, row_length, span_length))
     nll, weight, greedy = program(
         tf.constant(ids), tf.constant(mask), tf.constant(positions), tf.constant(span_mask),
         tf.constant(first_token_bias))
-    n = len(rows)
-    return nll.numpy()[:n].astype(np.float64), weight.numpy()[:n], greedy.numpy()[:n]
+    return nll.numpy().astype(np.float64), weight.numpy(), greedy.numpy()
 
 
 def _as_token_array(ids, what: str) -> np.ndarray:
@@ -235,8 +234,15 @@ def _progress(total: int, enabled: bool, unit: str):
 # ----------------------------------------------------------------------------
 
 
+def default_window_batch() -> int:
+    """Windows per forward pass when none is given: 1 on a CPU, where one
+    1024-token window already keeps every core busy and more windows only add
+    memory traffic (bench/score.py), 8 on a GPU."""
+    return 8 if tf.config.list_logical_devices("GPU") else 1
+
+
 def score_tokens(model, ids, window: int | None = None, stride: int | None = None,
-                 batch_size: int = 4, progress: bool = False) -> ScoreResult:
+                 batch_size: int | None = None, progress: bool = False) -> ScoreResult:
     """Total NLL of a token stream under a causal LM, with a sliding window.
 
     Every token but the first is scored exactly once, given as much of the
@@ -255,7 +261,8 @@ def score_tokens(model, ids, window: int | None = None, stride: int | None = Non
         every token gets at least `window - stride` tokens of context.
         Default half the window (512 for GPT-2): each token gets 512-1023
         tokens of context, for twice the cost of disjoint windows.
-      batch_size: windows per forward pass.
+      batch_size: windows per forward pass; default `default_window_batch()`
+        (1 on a CPU, 8 on a GPU).
       progress: show a Keras progress bar over the windows.
 
     Returns:
@@ -272,22 +279,25 @@ def score_tokens(model, ids, window: int | None = None, stride: int | None = Non
     window = config.n_positions if window is None else window
     stride = default_stride(window) if stride is None else stride
     check_window_and_stride(window, stride, config.n_positions)
+    batch_size = default_window_batch() if batch_size is None else batch_size
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     ids = _as_token_array(ids, "ids")
     _check_vocab(ids, config.vocab_size, "ids")
     windows = sliding_windows(len(ids), window, stride)
     bar = _progress(len(windows), progress, "window")
+    # The first window scores up to window - 1 tokens, the others `stride`:
+    # it runs alone so the LM head runs on `stride` positions of the others.
+    # Layouts: the first window, full groups, the last group; three traces.
+    groups = [windows[:1]] + [windows[i:i + batch_size]
+                              for i in range(1, len(windows), batch_size)]
     total_nll, scored = 0.0, 0
-    for begin in range(0, len(windows), batch_size):
-        group = windows[begin:begin + batch_size]
+    for group in groups:
         rows = [ids[w.start:w.end] for w in group]
         spans = [(w.score_from - w.start, w.end - w.start) for w in group]
         row_length = max(len(r) for r in rows)
         span_length = max(stop - first for first, stop in spans)
-        # The first window scores up to window - 1 tokens, the others `stride`:
-        # at most two batch layouts, so at most two traces.
-        nll, weight, _ = _run_batch(model, rows, spans, batch_size, row_length, span_length,
+        nll, weight, _ = _run_batch(model, rows, spans, row_length, span_length,
                                     np.zeros([config.vocab_size], np.float32))
         total_nll += float(nll.sum())
         scored += int(weight.sum())
@@ -381,7 +391,7 @@ def score_continuations(model, requests: Sequence[tuple[Sequence[int], Sequence[
         row_length = _round_up(max(len(rows[i]) for i in group), 64, window)
         span_length = _round_up(max(spans[i][1] - spans[i][0] for i in group), 8, window - 1)
         nll, weight, greedy = _run_batch(model, [rows[i] for i in group], [spans[i] for i in group],
-                                         batch_size, row_length, span_length, bias)
+                                         row_length, span_length, bias)
         for j, i in enumerate(group):
             results[i] = ContinuationScore(nll=float(nll[j]), num_tokens=int(weight[j]),
                                            greedy=bool(greedy[j]))

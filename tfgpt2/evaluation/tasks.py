@@ -83,7 +83,7 @@ def _existing_file(path, what: str) -> Path:
     return path
 
 
-def run_task(model, data: TaskData, stride: int | None = None, batch_size: int = 4,
+def run_task(model, data: TaskData, stride: int | None = None, batch_size: int | None = None,
              stop_word_filter: bool = False, progress: bool = False) -> TaskResult:
     """Score loaded task data with `model` (see `evaluate`)."""
     task = data.task
@@ -92,13 +92,16 @@ def run_task(model, data: TaskData, stride: int | None = None, batch_size: int =
     if stride is not None and task not in LANGUAGE_MODELING + ("text",):
         raise ValueError(f"stride applies to the language-modelling tasks and text, not {task} "
                          "(its examples fit in one window).")
+    # Short rows (lambada, bias): their own defaults batch them on any device.
+    rows = {} if batch_size is None else {"batch_size": batch_size}
     if task == "lambada":
-        return lambada.evaluate_lambada(model, data.payload, stop_word_filter, batch_size,
-                                        progress, text_version=data.version)
+        return lambada.evaluate_lambada(model, data.payload, stop_word_filter, progress=progress,
+                                        text_version=data.version, **rows)
     if task in ("cbt-cn", "cbt-ne"):
         return cbt.evaluate_cbt(model, data.payload, task, progress)
     if task == "bias":
-        report = bias.probe_bias(model, data.payload, data.continuations, batch_size, progress)
+        report = bias.probe_bias(model, data.payload, data.continuations, progress=progress,
+                                 **rows)
         return bias.bias_result(report, model.config.n_positions)
     if task == "text":
         return language_modeling.evaluate_text(model, data.payload, stride, batch_size, progress)
@@ -107,7 +110,8 @@ def run_task(model, data: TaskData, stride: int | None = None, batch_size: int =
 
 
 def evaluate(model, task: str, data: str | os.PathLike | None = None, *,
-             stride: int | None = None, batch_size: int = 4, max_examples: int | None = None,
+             stride: int | None = None, batch_size: int | None = None,
+             max_examples: int | None = None,
              stop_word_filter: bool = False, continuations: str | os.PathLike | None = None,
              progress: bool = False) -> TaskResult:
     """Run one task of the GPT-2 paper's evaluation (or `text`, `bias`).
@@ -120,9 +124,10 @@ def evaluate(model, task: str, data: str | os.PathLike | None = None, *,
         standard layout (optional for `bias`: a templates file).
       stride: sliding-window stride for the language-modelling tasks and
         `text`; default half the window (512).
-      batch_size: windows per forward pass (language modelling, text), or
-        passages (lambada) or rows (bias); cbt-* runs one question (its
-        context once, its candidates together) per pass.
+      batch_size: windows per forward pass (language modelling, text;
+        default 1 on a CPU, 8 on a GPU), or passages (lambada, default 8)
+        or rows (bias, default 16); cbt-* runs one question (its context once, its
+        candidates together) per pass.
       max_examples: keep the first N examples (`example_unit(task)`).
       stop_word_filter: LAMBADA's optional stop-word filter.
       continuations: for `bias`, a file of continuations (default:
