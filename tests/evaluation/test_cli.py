@@ -79,6 +79,16 @@ def test_stride_out_of_range(tmp_path, checkpoint):
         run_evaluation(Options(task="text", data=str(text), stride=65, model=checkpoint))
 
 
+def test_a_report_path_that_cannot_be_written_fails_before_scoring(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("Some text to score here.", encoding="utf-8")
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes", encoding="utf-8")
+    with pytest.raises(CliError, match=r"notes.json exists and is not a JSON report"):
+        run(task="text", data=str(text), report=str(notes))  # NO_MODEL: fails before loading
+    assert notes.read_text(encoding="utf-8") == "my notes"
+
+
 def test_text_shorter_than_two_tokens(tmp_path, checkpoint):
     text = tmp_path / "t.txt"
     text.write_text("Hi", encoding="utf-8")

@@ -143,11 +143,16 @@ def run_evaluation(options: Options):
     from tfgpt2 import GPT2LMHeadModel
     from tfgpt2.evaluation import bias, report
 
+    if options.report:
+        try:
+            report.check_report_path(options.report, options.model)
+        except ValueError as err:
+            raise CliError(str(err)) from None
     model = GPT2LMHeadModel.from_pretrained(options.model)
-    where = f" from {data.path}" if data.path else ""
+    source = str(data.path) if data.path else "the built-in templates and occupations"
     count = f"the first {options.max_examples} {example_unit(options.task)} of " \
         if options.max_examples else ""
-    print(f"Evaluating {options.model} on {options.task} ({count}the data{where}) ...")
+    print(f"Evaluating {options.model} on {options.task} ({count}{source}) ...")
     result = tasks.run_task(model, data, options.stride, options.batch_size,
                             options.stop_word_filter, progress=True)
     print()

@@ -140,6 +140,37 @@ def format_table(results: list[TaskResult], model_name: str | None) -> str:
     return "\n".join(lines)
 
 
+def _existing_tasks(path: Path, model_name: str) -> list[dict]:
+    """The records of an existing report to keep; ValueError if `path` holds
+    something else."""
+    if not path.exists():
+        return []
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} exists and is not a JSON report ({err}); choose another "
+                         "--report path or remove it.") from None
+    if not isinstance(existing, dict) or not isinstance(existing.get("tasks"), list):
+        raise ValueError(f"{path} exists and is not a tfgpt2 evaluation report (no "
+                         "'tasks' list); choose another --report path.")
+    if existing.get("model") != model_name:
+        return []
+    return [t for t in existing["tasks"] if isinstance(t, dict)]
+
+
+def check_report_path(path: str | os.PathLike, model_name: str) -> None:
+    """Fail now, not after hours of scoring, if the report cannot be written
+    there: it holds something that is not a report, or its folder cannot be
+    created or written."""
+    path = Path(path).expanduser()
+    _existing_tasks(path, model_name)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"Cannot write the report {path}: {folder} is not a writable folder.")
+
+
 def write_report(path: str | os.PathLike, model_name: str, results: list[TaskResult]) -> Path:
     """Write (or update) a JSON report: `{"model": ..., "tasks": [record,
     ...]}`. An existing report of the same model keeps its other tasks; the
@@ -147,18 +178,7 @@ def write_report(path: str | os.PathLike, model_name: str, results: list[TaskRes
     it. Raises ValueError, writing nothing, if the file exists and is not
     such a report."""
     path = Path(path).expanduser()
-    tasks = []
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} exists and is not a JSON report ({err}); choose another "
-                             "--report path or remove it.") from None
-        if not isinstance(existing, dict) or not isinstance(existing.get("tasks"), list):
-            raise ValueError(f"{path} exists and is not a tfgpt2 evaluation report (no "
-                             "'tasks' list); choose another --report path.")
-        if existing.get("model") == model_name:
-            tasks = [t for t in existing["tasks"] if isinstance(t, dict)]
+    tasks = _existing_tasks(path, model_name)
     new = {r.task: r.to_json() for r in results}
     tasks = [t for t in tasks if t.get("task") not in new] + list(new.values())
     payload = json.dumps({"model": model_name, "tasks": tasks}, indent=2, ensure_ascii=False)
