@@ -8,7 +8,6 @@ import sys
 import types
 
 import pytest
-from model_support import small_config
 
 from tfgpt2.cli import CliError
 from tfgpt2.cli.evaluate import Options, run_evaluation
@@ -17,14 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from tfgpt2 import GPT2LMHeadModel
-
-    directory = tmp_path_factory.mktemp("tiny")
-    config = small_config(vocab_size=50257, n_positions=64, bos_token_id=50256,
-                          eos_token_id=50256)
-    GPT2LMHeadModel.from_config(config, seed=0).save_pretrained(directory)
-    return str(directory)
+def checkpoint(tiny_checkpoint):
+    """The shared tiny GPT-2 (GPT-2's vocabulary, a 96-token window)."""
+    return str(tiny_checkpoint)
 
 
 NO_MODEL = "/nonexistent/model/never/loaded"  # data errors must come first
@@ -75,8 +69,8 @@ def test_stride_out_of_range(tmp_path, checkpoint):
     text.write_text("Some text to score here.", encoding="utf-8")
     with pytest.raises(CliError, match=r"--stride=0 must be at least 1"):
         run(task="text", data=str(text), stride=0)
-    with pytest.raises(CliError, match=r"--stride=65 is larger than the window \(64 tokens"):
-        run_evaluation(Options(task="text", data=str(text), stride=65, model=checkpoint))
+    with pytest.raises(CliError, match=r"--stride=97 is larger than the window \(96 tokens"):
+        run_evaluation(Options(task="text", data=str(text), stride=97, model=checkpoint))
 
 
 def test_a_report_path_that_cannot_be_written_fails_before_scoring(tmp_path):
@@ -159,7 +153,7 @@ def test_command_line_end_to_end(tmp_path, checkpoint):
     [record] = json.loads(report.read_text())["tasks"]
     for key in ("task", "metric", "value", "num_units", "num_tokens", "total_nll", "stride"):
         assert key in record
-    assert record["stride"] == 32 and record["window"] == 64
+    assert record["stride"] == 48 and record["window"] == 96
 
     bad = subprocess.run(
         [sys.executable, os.path.join(ROOT, "main.py"), "--mode=eval", "--task=lambada",
