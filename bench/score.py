@@ -5,10 +5,12 @@ the same tokens, in one run.
     python bench/score.py                       # batch sizes 1, 2 and 4
     python bench/score.py --batch_sizes=4 --repeats=5
 
-Protocol: fp32, a seeded random GPT-2 Medium written by `save_pretrained`
-(loaded by both), window 1024, stride 512. The text is real (the tests'
-corpus of Python, numpy, Keras and TensorFlow sources and docs), cut to
-1024 + k * 512 tokens so that both sides run exactly the same windows.
+Protocol (docs/benchmarks.md): fp32, a seeded random GPT-2 Medium written by
+`save_pretrained` (loaded by both), window 1024, stride 512. The text is
+real (the tests' corpus of Python, numpy, Keras and TensorFlow sources and
+docs), cut to 1024 + k * 512 tokens so that both sides run exactly the same
+windows. `--task=text` runs `score_tokens` at its default batch (1 window
+per pass on a CPU).
 The PyTorch side is the loop of transformers' "Perplexity of fixed-length
 models" guide at its documented stride of 512 (one window per forward pass,
 `labels` with -100 on the context). Tokens/s counts scored tokens (all but
