@@ -236,8 +236,9 @@ def _progress(total: int, enabled: bool, unit: str):
 
 def default_window_batch() -> int:
     """Windows per forward pass when none is given: 1 on a CPU, where one
-    1024-token window already keeps every core busy and more windows only add
-    memory traffic (bench/score.py), 8 on a GPU."""
+    1024-token window already keeps every core busy (bench/score.py: batches
+    of 1, 2 and 4 windows ran within noise of each other) and more only cost
+    memory; 8 on a GPU, which needs the parallel work."""
     return 8 if tf.config.list_logical_devices("GPU") else 1
 
 
