@@ -12,6 +12,10 @@
   BPE on either side is independent and pieces are split there.
 - `token_offsets` + `token_bytes`: the bytes of every id, for decoding.
 - `unicode_*`: the pre-tokenizer classes (tfgpt2.unicode_table).
+
+Building takes ~0.6 s (mostly the perfect hashes), so `table_cache` keeps
+the result on disk; `to_arrays`/`from_arrays` are its file format, and
+FORMAT_VERSION must change whenever what `build` computes changes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tfgpt2.tokenizer import unicode_table
 from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops
 from tfgpt2.tokenizer.vocab import Vocabulary
 
+FORMAT_VERSION = 1
 PIECE_BYTES = 15  # 50,126 of GPT-2's 50,256 non-special tokens are this short
 NO_RANK = 2**31 - 1
 
@@ -122,4 +127,56 @@ def build(vocab: Vocabulary) -> BpeTables:
         ascii_kinds=pretokenize_ops.ascii_kinds(),
         special_ids={t.encode("utf-8"): i for t, i in vocab.special_tokens.items()},
         vocab_size=vocab.size,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Flat form for the disk cache: named int arrays only (no pickle). The
+# Unicode table is package data and is not stored.
+
+_HASHES = ("pairs", "pieces")
+
+
+def to_arrays(tables: BpeTables) -> dict[str, np.ndarray]:
+    out = {name: getattr(tables, name) for name in
+           ("byte_ids", "byte_pair", "bigram_in_vocab", "token_offsets", "token_bytes")}
+    for name in _HASHES:
+        table: perfect_hash.PerfectHash = getattr(tables, name)
+        out[f"{name}.records"] = table.records
+        out[f"{name}.displacement"] = table.displacement
+        out[f"{name}.weights"] = table.weights
+        out[f"{name}.key_width"] = np.array(table.key_width)
+    specials = list(tables.special_ids.items())
+    out["special_bytes"] = np.frombuffer(b"".join(t for t, _ in specials), np.uint8)
+    out["special_lengths"] = np.array([len(t) for t, _ in specials], np.int64)
+    out["special_id_values"] = np.array([i for _, i in specials], np.int64)
+    out["vocab_size"] = np.array(tables.vocab_size)
+    return out
+
+
+def from_arrays(arrays) -> BpeTables:
+    """The inverse of `to_arrays` (raises KeyError/ValueError if incomplete)."""
+    hashes = {name: perfect_hash.PerfectHash(
+        records=np.asarray(arrays[f"{name}.records"], np.int32),
+        displacement=np.asarray(arrays[f"{name}.displacement"], np.int32),
+        weights=np.asarray(arrays[f"{name}.weights"], np.int32),
+        key_width=int(arrays[f"{name}.key_width"])) for name in _HASHES}
+    raw = np.asarray(arrays["special_bytes"], np.uint8).tobytes()
+    ends = np.cumsum(arrays["special_lengths"]).tolist()
+    starts = [0] + ends[:-1]
+    special_ids = {raw[a:b]: int(i) for a, b, i in zip(starts, ends, arrays["special_id_values"])}
+    block_rows, rows = unicode_table.load()
+    return BpeTables(
+        byte_ids=np.asarray(arrays["byte_ids"], np.int32),
+        byte_pair=np.asarray(arrays["byte_pair"], np.int32),
+        pairs=hashes["pairs"],
+        pieces=hashes["pieces"],
+        bigram_in_vocab=np.asarray(arrays["bigram_in_vocab"], bool),
+        token_offsets=np.asarray(arrays["token_offsets"], np.int32),
+        token_bytes=np.asarray(arrays["token_bytes"], np.int32),
+        unicode_block_rows=block_rows,
+        unicode_rows=rows,
+        ascii_kinds=pretokenize_ops.ascii_kinds(),
+        special_ids=special_ids,
+        vocab_size=int(arrays["vocab_size"]),
     )
