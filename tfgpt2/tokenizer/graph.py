@@ -139,10 +139,7 @@ class _Programs:
 
     def _decode_strings(self, ids, row_splits):
         """Bytes per row, joined into strings from a table of the 256 bytes."""
-        vocab_size = self.core.vocab_size
-        tf.debugging.assert_non_negative(ids, message="token ids must be >= 0")
-        tf.debugging.assert_less(ids, vocab_size,
-                                 message=f"token ids must be < vocab size {vocab_size}")
+        ids = _assert_range(ids, 0, self.core.vocab_size - 1, "token ids")  # before any gather
         byte_values, byte_splits = self.core.decode(ids, tf.cast(row_splits, tf.int32))
         rows = tf.ragged.row_splits_to_segment_ids(byte_splits)
         chars = tf.gather(self.byte_strings, byte_values)
