@@ -1,6 +1,6 @@
 """Tokenizer encode throughput: ours in graph and in LiteRT vs keras-hub and tiktoken.
 
-    python bench/tokenizer.py [--quick]
+    python bench/tokenizer.py [--quick] [--pathological]
 
 All peers run in this one process on the same >= 1 MB corpus
 (tests/tokenizer_support.real_corpus: stdlib, numpy/TF/Keras sources,
@@ -142,20 +142,44 @@ def bench_tiktoken(docs) -> float:
     return median_seconds(lambda: enc.encode_ordinary_batch(docs, num_threads=1))
 
 
+def _mixed(rng, parts, size: int) -> str:
+    out, total = [], 0
+    while total < size:
+        out.append(parts[rng.integers(len(parts))](rng))
+        total += len(out[-1])
+    return "".join(out)[:size]
+
+
 def pathological(tok) -> list[tuple[str, int, float, bool]]:
     rng = np.random.default_rng(0)
+
+    def pick(alphabet, n=100_000):
+        return "".join(rng.choice(list(alphabet), n))
+
     cases = [
         ("1 MB of spaces", " " * 1_000_000),
         ("100k 'a'", "a" * 100_000),
-        ("100k random letters", "".join(rng.choice(list(string.ascii_lowercase), 100_000))),
+        ("100k random letters", pick(string.ascii_lowercase)),
         ("1 MB of emoji", "".join(chr(c) for c in rng.integers(0x1F600, 0x1F650, 250_000))),
-        ("100k random digits", "".join(rng.choice(list(string.digits), 100_000))),
+        ("100k random digits", pick(string.digits)),
+        ("100k '1'", "1" * 100_000),
+        ("'12' * 50k", "12" * 50_000),
+        ("'x' + 100k '0'", "x" + "0" * 100_000),
+        ("'ab' * 50k", "ab" * 50_000),
+        ("100k random of '019'", pick("019")),
+        ("100k random of 'etaoin'", pick("etaoin")),
+        ("100k digits and zero runs", _mixed(rng, [lambda r: "0" * int(r.integers(1, 41)),
+                                                  lambda r: str(int(r.integers(0, 10**9)))],
+                                             100_000)),
+        ("100k dash and '=' runs", _mixed(rng, [lambda r: "-" * int(r.integers(1, 41)),
+                                               lambda r: "=" * int(r.integers(1, 41))],
+                                          100_000)),
     ]
     enc = support.tiktoken_gpt2()
     out = []
     for name, text in cases:
         data = tf.constant([text.encode()])
-        seconds = median_seconds(lambda: tok.encode_strings(data)[0].numpy())
+        seconds = median_seconds(lambda: tok.encode_strings(data)[0].numpy(), repeats=5)
         ids = tok.encode_strings(data)[0].numpy().tolist()
         want = (enc._encode_single_piece(text.encode()) if not text.strip()  # noqa: SLF001
                 else enc.encode_ordinary(text))
@@ -166,7 +190,15 @@ def pathological(tok) -> list[tuple[str, int, float, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip keras-hub (slow)")
+    parser.add_argument("--pathological", action="store_true",
+                        help="only the pathological inputs (no corpus, no peers)")
     args = parser.parse_args()
+    if args.pathological:
+        print("| input | bytes | seconds | MB/s | ids == tiktoken |")
+        print("|---|---:|---:|---:|---|")
+        for name, size, seconds, same in pathological(BytePairTokenizer()):
+            print(f"| {name} | {size:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {same} |")
+        return
 
     docs = list(support.real_corpus())
     data = [d.encode("utf-8") for d in docs]
@@ -194,7 +226,7 @@ def main() -> None:
     for name, seconds in rows:
         vs_hub = f"{hub / seconds:.1f}x" if hub is not None else "n/a"
         print(f"| {name} | {mb / seconds:.2f} | {tik / seconds:.2f}x | {vs_hub} |")
-    print("\nPathological inputs (tfgpt2, tf.function, one row; median of 3):\n")
+    print("\nPathological inputs (tfgpt2, tf.function, one row; median of 5):\n")
     print("| input | bytes | seconds | MB/s | ids == tiktoken |")
     print("|---|---:|---:|---:|---|")
     for name, size, seconds, same in pathological(tok):

@@ -12,6 +12,9 @@
   BPE on either side is independent and pieces are split there.
 - `token_offsets` + `token_bytes`: the bytes of every id, for decoding.
 - `unicode_*`: the pre-tokenizer classes (tfgpt2.unicode_table).
+- `tie_period`: the longest period of a token that merges with itself
+  (`0` of `00`, `ab` of `abab`): ops/windows.py keeps window starts out of
+  text stretches with such a period.
 
 Building takes ~0.6 s (mostly the perfect hashes), so `table_cache` keeps
 the result on disk; `to_arrays`/`from_arrays` are its file format, and
@@ -28,7 +31,7 @@ from tfgpt2.tokenizer import unicode_table
 from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops
 from tfgpt2.tokenizer.vocab import Vocabulary
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PIECE_BYTES = 15  # 50,126 of GPT-2's 50,256 non-special tokens are this short
 NO_RANK = 2**31 - 1
 
@@ -47,6 +50,7 @@ class BpeTables:
     ascii_kinds: np.ndarray  # int32 [128]: pre-tokenizer kind of each ASCII byte
     special_ids: dict[bytes, int]
     vocab_size: int
+    tie_period: int
 
 
 def pack_piece_keys(lengths: np.ndarray, padded: np.ndarray) -> np.ndarray:
@@ -72,6 +76,20 @@ def check_training_order(vocab: Vocabulary) -> None:
         a, b = vocab.merges[late[0]]
         raise ValueError(f"merge {late[0] + 1} ({a!r} {b!r}) uses a token made by a later "
                          "merge; the merges file is not in training order.")
+
+
+def _period(data: bytes) -> int:
+    """The smallest p such that data is a repetition of its first p bytes."""
+    return next(p for p in range(1, len(data) + 1)
+                if len(data) % p == 0 and data[:p] * (len(data) // p) == data)
+
+
+def tie_period(vocab: Vocabulary) -> int:
+    """The longest period of a token T with a merge (T, T) (1 if none).
+    Only such merges make runs of equal-rank candidate pairs ("ties")."""
+    token_bytes, merges = vocab.token_bytes, vocab.merge_ids
+    squares = merges[merges[:, 0] == merges[:, 1], 0]
+    return max([_period(token_bytes[i]) for i in squares.tolist()], default=1)
 
 
 def build(vocab: Vocabulary) -> BpeTables:
@@ -127,6 +145,7 @@ def build(vocab: Vocabulary) -> BpeTables:
         ascii_kinds=pretokenize_ops.ascii_kinds(),
         special_ids={t.encode("utf-8"): i for t, i in vocab.special_tokens.items()},
         vocab_size=vocab.size,
+        tie_period=tie_period(vocab),
     )
 
 
@@ -151,6 +170,7 @@ def to_arrays(tables: BpeTables) -> dict[str, np.ndarray]:
     out["special_lengths"] = np.array([len(t) for t, _ in specials], np.int64)
     out["special_id_values"] = np.array([i for _, i in specials], np.int64)
     out["vocab_size"] = np.array(tables.vocab_size)
+    out["tie_period"] = np.array(tables.tie_period)
     return out
 
 
@@ -179,4 +199,5 @@ def from_arrays(arrays) -> BpeTables:
         ascii_kinds=pretokenize_ops.ascii_kinds(),
         special_ids=special_ids,
         vocab_size=int(arrays["vocab_size"]),
+        tie_period=int(arrays["tie_period"]),
     )

@@ -10,10 +10,8 @@ Encoding, all rows and pieces at once:
    special token, if enabled, is a piece of its own and a segment boundary.
 3. Pieces that are themselves tokens: one perfect-hash probe each.
 4. The rest: split where no merge can cross (a byte bigram inside no token),
-   then BPE rounds; each merges, in every sub-piece, all non-overlapping
-   occurrences of its lowest-rank pair. Sub-pieces leave the active set as
-   soon as they have no mergeable pair, so later rounds touch only those
-   still merging.
+   then BPE rounds over all sub-pieces at once (merge.py); long sub-pieces
+   go through windows of bounded length, stitched exactly (windows.py).
 5. Tokens are put in text order: pieces are in order and each yields one
    token or the BPE tokens of its bytes, so offsets per piece suffice.
 """
@@ -21,18 +19,15 @@ Encoding, all rows and pieces at once:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import tensorflow as tf
 
 from tfgpt2.tokenizer import tables as bpe_tables, unicode_table
-from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops, utf8 as utf8_ops
+from tfgpt2.tokenizer.ops import (merge as merge_ops, perfect_hash, pretokenize as pretokenize_ops,
+                                  utf8 as utf8_ops, windows as window_ops)
 from tfgpt2.tokenizer.ops.pretokenize import Kind
 from tfgpt2.tokenizer.ops.tensor_utils import (I32 as _I32, exclusive_cumsum, flags_at,
-                                               flat_where, ragged_range, scatter, shift_left,
-                                               shift_right)
-
-NO_RANK = bpe_tables.NO_RANK
+                                               flat_where, ragged_range, scatter, shift_right)
 
 
 def _scoped(name: str):
@@ -46,55 +41,6 @@ def _scoped(name: str):
     return decorate
 
 
-def _every_other_of_runs(candidate: tf.Tensor) -> tf.Tensor:
-    """Keep the 1st, 3rd, ... candidate of each run of consecutive candidates
-    (any run length)."""
-    index = tf.range(tf.size(candidate))
-    run_start = tf.logical_and(candidate, tf.logical_not(shift_right(candidate, 1, False)))
-    run = tf.maximum(tf.cumsum(tf.cast(run_start, _I32)) - 1, 0)
-    offset = index - tf.gather(flat_where(run_start), run)
-    return tf.logical_and(candidate, tf.equal(tf.math.floormod(offset, 2), 0))
-
-
-def _non_overlapping(candidate: tf.Tensor) -> tf.Tensor:
-    """The left-to-right non-overlapping choice among candidate pairs: in a
-    run of consecutive candidates (only pairs (x, x) make runs) keep the
-    1st, 3rd, ...; most rounds have no run at all."""
-    adjacent = tf.reduce_any(tf.logical_and(candidate[:-1], candidate[1:]))
-    return tf.cond(adjacent, lambda: _every_other_of_runs(candidate), lambda: candidate)
-
-
-class RoundResult(NamedTuple):
-    """What one merge round leaves: the tokens still active (id, sub-piece,
-    first-byte index) and the tokens whose sub-piece is finished."""
-
-    tok: tf.Tensor
-    seg: tf.Tensor
-    index: tf.Tensor
-    finished_index: tf.Tensor
-    finished_ids: tf.Tensor
-
-
-def _merge_round(tok, seg, num_seg, index, rank, merged) -> RoundResult:
-    """One BPE round over the active tokens [A] (sub-piece `seg`, first-byte
-    `index`); `rank`/`merged` per adjacent pair [A - 1] (NO_RANK: none).
-    Merges each sub-piece's lowest-rank pair wherever it occurs (left to
-    right, non-overlapping)."""
-    left_seg = seg[:-1]
-    rank = tf.where(tf.equal(left_seg, seg[1:]), rank, NO_RANK)
-    best = tf.math.unsorted_segment_min(rank, left_seg, num_seg)
-    candidate = tf.logical_and(tf.equal(rank, tf.gather(best, left_seg)), rank < NO_RANK)
-    chosen = _non_overlapping(candidate)
-    tok = tf.concat([tf.where(chosen, merged, tok[:-1]), tok[-1:]], 0)
-    absorbed = tf.concat([[False], chosen], 0)[: tf.size(tok)]
-    # best is the int32 maximum (= NO_RANK) for sub-pieces with no pair at all.
-    active = tf.gather(best < NO_RANK, seg)
-    finished = flat_where(tf.logical_not(active))
-    keep = flat_where(tf.logical_and(active, tf.logical_not(absorbed)))
-    return RoundResult(tf.gather(tok, keep), tf.gather(seg, keep), tf.gather(index, keep),
-                       tf.gather(index, finished), tf.gather(tok, finished))
-
-
 class BpeGraph:
     """TF constants for a BpeTables and the encode / decode graph functions."""
 
@@ -104,6 +50,10 @@ class BpeGraph:
         self.byte_ids = tf.constant(tables.byte_ids)
         self.byte_pair = tf.constant(tables.byte_pair)
         self.pairs = perfect_hash.Probe(tables.pairs)
+        lengths = tables.token_offsets[1:] - tables.token_offsets[:-1]
+        self.merger = merge_ops.Merger(self.byte_ids, self.byte_pair, self.pairs)
+        self.windowed = window_ops.WindowedBpe(self.merger, tf.constant(lengths),
+                                               tables.tie_period)
         self.pieces = perfect_hash.Probe(tables.pieces)
         self.bigram_in_vocab = tf.constant(tables.bigram_in_vocab)
         self.token_offsets = tf.constant(tables.token_offsets)
@@ -272,39 +222,7 @@ class BpeGraph:
         b = tf.gather(byte_values, pos)
         bigram = shift_right(b, 1, 0) * 256 + b
         seg_start = tf.logical_or(first, tf.logical_not(tf.gather(self.bigram_in_vocab, bigram)))
-        # Single-byte sub-pieces (e.g. in whitespace runs) are done already.
-        single = tf.logical_and(seg_start, shift_left(seg_start, 1, True))
-        single_index = flat_where(single)
-        multi_index = flat_where(tf.logical_not(single))
-        b = tf.gather(b, multi_index)
-        seg_start = tf.gather(seg_start, multi_index)
-        seg = tf.cumsum(tf.cast(seg_start, _I32)) - 1
-        num_seg = tf.reduce_sum(tf.cast(seg_start, _I32))
-
-        # Round 1 on raw bytes: the dense byte-pair table. Tokens are tracked
-        # by `index`, the position of their first byte among the BPE bytes.
-        pair = tf.gather(self.byte_pair, b[:-1] * 256 + b[1:])
-        first = _merge_round(tf.gather(self.byte_ids, b), seg, num_seg, multi_index,
-                             pair[:, 0], pair[:, 1])
-        # (The loop accumulates only what later rounds finish: less to copy.)
-        done_index, done_ids = tf.zeros([0], _I32), tf.zeros([0], _I32)
-
-        def body(tok, seg, index, done_index, done_ids):
-            left, right = tok[:-1], tok[1:]
-            found, value = self.pairs.lookup([left, right])
-            rank = tf.where(found, value[:, 0], NO_RANK)
-            r = _merge_round(tok, seg, num_seg, index, rank, value[:, 1])
-            return (r.tok, r.seg, r.index, tf.concat([done_index, r.finished_index], 0),
-                    tf.concat([done_ids, r.finished_ids], 0))
-
-        vector = tf.TensorShape([None])
-        *_, done_index, done_ids = tf.while_loop(
-            lambda tok, *_: tf.size(tok) > 0, body,
-            (first.tok, first.seg, first.index, done_index, done_ids),
-            shape_invariants=(vector,) * 5)
-        single_ids = tf.gather(self.byte_ids, tf.gather(byte_values, tf.gather(pos, single_index)))
-        done_index = tf.concat([single_index, first.finished_index, done_index], 0)
-        done_ids = tf.concat([single_ids, first.finished_ids, done_ids], 0)
+        done_index, done_ids = self.windowed(b, seg_start)
         # Text order: place each token at its first byte, then compact.
         at_byte = scatter(done_ids + 1, done_index, num_bytes)
         starts = flat_where(at_byte > 0)
