@@ -45,7 +45,8 @@ from tfgpt2.tokenizer.ops.tensor_utils import (I32, exclusive_cumsum, flags_at, 
 WINDOW = 32  # bytes between cuts
 HALO = 8  # bytes a window extends past each cut
 TAIL = 8  # last bytes of a cut's zone that must be free of periodic stretches
-STRETCH = 8  # repeats of one period (in bytes) that make a stretch
+STRETCH = 8  # a stretch: STRETCH + p bytes repeating with a period p
+MAX_TIE_PERIOD = 16  # periods looked for (GPT-2 needs 6); more only costs retries
 LONG = WINDOW + 2 * HALO  # segments longer than this take the bounded path
 
 
@@ -68,7 +69,7 @@ class WindowedBpe:
     def __init__(self, exact: Merger, token_lengths: tf.Tensor, tie_period: int):
         self.exact = exact
         self.token_lengths = token_lengths  # int32 [V]
-        self.tie_period = max(1, int(tie_period))
+        self.tie_period = min(max(1, int(tie_period)), MAX_TIE_PERIOD)
 
     def __call__(self, b: tf.Tensor, seg_start: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         start, length = _segment_bounds(seg_start)
