@@ -307,8 +307,8 @@ class BytePairTokenizer(tf.Module):
             return {"bytes": byte_values, "row_splits": byte_splits}
 
         vector = tf.TensorSpec([None], tf.int32)
-        functions = [tf.function(f, input_signature=[vector, vector], autograph=False).get_concrete_function()
-                     for f in (encode, decode)]
+        functions = [tf.function(f, input_signature=[vector, vector], autograph=False)
+                     .get_concrete_function() for f in (encode, decode)]
         converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, self)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter.convert()

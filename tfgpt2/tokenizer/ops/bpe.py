@@ -108,7 +108,11 @@ class BpeGraph:
                 is_special = is_special + tf.gather(marks, piece_pos)
             known = tf.logical_or(known, is_special > 0)
             piece_id = tf.where(is_special > 0, is_special - 1, piece_id)
-        bpe_piece = flat_where(tf.logical_not(known))
+        # Pieces long enough to hold a long segment go last (see _bpe).
+        long_piece = piece_len > window_ops.LONG
+        bpe_piece = tf.concat([flat_where(tf.logical_and(tf.logical_not(known),
+                                                         tf.logical_not(long_piece))),
+                               flat_where(tf.logical_and(tf.logical_not(known), long_piece))], 0)
         bpe_ids, bpe_counts = self._bpe(byte_values, tf.gather(piece_pos, bpe_piece),
                                         tf.gather(piece_len, bpe_piece))
         return self._assemble(row_start, row_splits, piece_pos, piece_id, bpe_piece,
@@ -215,15 +219,18 @@ class BpeGraph:
 
     @_scoped("bpe")
     def _bpe(self, byte_values, piece_pos, piece_len):
-        """BPE of the given pieces -> (ids [T_bpe] in text order, number of
-        tokens of each piece [len(piece_pos)])."""
+        """BPE of the given pieces -> (ids [T_bpe] in piece order, number of
+        tokens of each piece [len(piece_pos)]). Pieces longer than
+        windows.LONG must come last: only their bytes are looked at for long
+        segments."""
         pos, offsets, first = ragged_range(piece_pos, piece_len)
         num_bytes = tf.size(pos)
         b = tf.gather(byte_values, pos)
         bigram = shift_right(b, 1, 0) * 256 + b
         seg_start = tf.logical_or(first, tf.logical_not(tf.gather(self.bigram_in_vocab, bigram)))
-        done_index, done_ids = self.windowed(b, seg_start)
-        # Text order: place each token at its first byte, then compact.
+        num_short = tf.reduce_sum(tf.cast(piece_len <= window_ops.LONG, _I32))
+        done_index, done_ids = self.windowed(b, seg_start, tf.gather(offsets, num_short))
+        # Piece order: place each token at its first byte, then compact.
         at_byte = scatter(done_ids + 1, done_index, num_bytes)
         starts = flat_where(at_byte > 0)
         # A piece's first byte starts a token: tokens before it = its rank.

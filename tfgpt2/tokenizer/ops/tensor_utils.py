@@ -7,6 +7,7 @@ cumsum, gather, where, unsorted_segment_*): no int64, no bitwise ops.
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
 
 I32 = tf.int32
 
@@ -70,4 +71,26 @@ def any_equal(x: tf.Tensor, values) -> tf.Tensor:
     out = tf.equal(x, values[0])
     for v in values[1:]:
         out = tf.logical_or(out, tf.equal(x, v))
+    return out
+
+
+def lazy_cond(pred: tf.Tensor, true_fn, false_fn):
+    """tf.cond whose branches stay functions, run only when taken.
+
+    In a graph, TF lowers a cond to Switch/Merge ops, and every op of the
+    branch not taken still passes a dead tensor on: a large branch that is
+    rarely taken (long BPE pieces) made every call ~20% slower. The If op
+    is marked not to be lowered (TF's own attribute for this, set through
+    a private method: there is no public switch), so it stays a function
+    call; LiteRT converts it to its IF builtin.
+    """
+    out = tf.cond(pred, true_fn, false_fn)
+    if tf.executing_eagerly():
+        return out
+    op = tf.nest.flatten(out)[0].op
+    while op.type == "Identity":
+        op = op.inputs[0].op
+    if op.type not in ("If", "StatelessIf"):
+        raise AssertionError(f"expected the cond's If op, found {op.type}")
+    op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))  # noqa: SLF001
     return out

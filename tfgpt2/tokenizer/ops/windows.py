@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from tfgpt2.tokenizer.ops.merge import Merger
 from tfgpt2.tokenizer.ops.tensor_utils import (I32, exclusive_cumsum, flags_at, flat_where,
-                                               ragged_range, scatter)
+                                               lazy_cond, ragged_range, scatter)
 
 # Chosen by measuring rounds x tokens on random digits and letters, and
 # stitch failures on the test families (tests/tokenizer/test_tokenizer_long.py).
@@ -63,28 +63,35 @@ def _merge_ranges(merger: Merger, b, start, length):
 
 
 class WindowedBpe:
-    """`windowed(b, seg_start) -> (index, ids)`, the same contract as
-    `Merger`, with long segments merged in windows."""
+    """`windowed(b, seg_start, tail) -> (index, ids)`, the contract of
+    `Merger`, with long segments (all in b[tail:]) merged in windows."""
 
     def __init__(self, exact: Merger, token_lengths: tf.Tensor, tie_period: int):
         self.exact = exact
         self.token_lengths = token_lengths  # int32 [V]
         self.tie_period = min(max(1, int(tie_period)), MAX_TIE_PERIOD)
 
-    def __call__(self, b: tf.Tensor, seg_start: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        start, length = _segment_bounds(seg_start)
+    def __call__(self, b: tf.Tensor, seg_start: tf.Tensor, tail: tf.Tensor):
+        """Long segments can only lie in b[tail:] (where long pieces are):
+        normal text pays for the check on those bytes only."""
+        start, length = _segment_bounds(seg_start[tail:])
+        start = start + tail
         is_long = length > LONG
-        return tf.cond(tf.reduce_any(is_long),
-                       lambda: self._with_long(b, start, length, is_long),
-                       lambda: self.exact(b, seg_start))
+        in_long = tf.gather(is_long, tf.cumsum(tf.cast(seg_start[tail:], I32)) - 1)
+        # Long segments' bytes go through the exact merge as single bytes
+        # (no work) and are replaced by their windowed result.
+        index, ids = self.exact(b, tf.concat([seg_start[:tail],
+                                              tf.logical_or(seg_start[tail:], in_long)], 0))
 
-    def _with_long(self, b, start, length, is_long):
-        short = tf.logical_not(is_long)
-        short_pos, short_ids = _merge_ranges(self.exact, b, tf.boolean_mask(start, short),
-                                             tf.boolean_mask(length, short))
-        pos, ids = self._with_windows(b, tf.boolean_mask(start, is_long),
-                                      tf.boolean_mask(length, is_long))
-        return tf.concat([short_pos, pos], 0), tf.concat([short_ids, ids], 0)
+        def with_long():
+            keep = tf.logical_not(tf.gather(tf.concat([tf.zeros_like(seg_start[:tail]), in_long],
+                                                      0), index))
+            long_pos, long_ids = self._with_windows(b, tf.boolean_mask(start, is_long),
+                                                    tf.boolean_mask(length, is_long))
+            return (tf.concat([tf.boolean_mask(index, keep), long_pos], 0),
+                    tf.concat([tf.boolean_mask(ids, keep), long_ids], 0))
+
+        return lazy_cond(tf.reduce_any(is_long), with_long, lambda: (index, ids))
 
     def _owner(self, b, long_start):
         """int32 [n]: index of the long segment at or before each position."""
@@ -139,8 +146,8 @@ class WindowedBpe:
                 tf.concat([tf.boolean_mask(token_group, reuse),
                            tf.gather(flat_where(joined), new_window)], 0))
 
-        kept_pos, kept_ids, _, failed = tf.cond(tf.reduce_any(stitched[2]), retry,
-                                                lambda: stitched)
+        kept_pos, kept_ids, _, failed = lazy_cond(tf.reduce_any(stitched[2]), retry,
+                                                  lambda: stitched)
         good = tf.logical_not(tf.gather(failed, tf.gather(self._owner(b, long_start), kept_pos)))
         kept_pos, kept_ids = tf.boolean_mask(kept_pos, good), tf.boolean_mask(kept_ids, good)
 
@@ -149,7 +156,7 @@ class WindowedBpe:
                                                tf.boolean_mask(long_len, failed))
             return tf.concat([kept_pos, more_pos], 0), tf.concat([kept_ids, more_ids], 0)
 
-        return tf.cond(tf.reduce_any(failed), whole, lambda: (kept_pos, kept_ids))
+        return lazy_cond(tf.reduce_any(failed), whole, lambda: (kept_pos, kept_ids))
 
     def _merge_windows(self, b, w_start, w_end):
         """Exact BPE of each window -> (positions in b, ids, window index)."""
@@ -237,13 +244,17 @@ class WindowedBpe:
         """Where long segments are cut: near every WINDOW-th byte, at the
         first position from there whose zone ends in TAIL bytes free of
         periodic stretches; no cut if there is none within WINDOW // 2."""
-        n = tf.size(b)
+        # Work on the long segments' bytes only, laid end to end (`local`
+        # positions): a stretch across two of them only costs a cut.
+        pos, offsets, _ = ragged_range(long_start, long_len)
+        n = tf.size(pos)
         count = (long_len - HALO) // WINDOW  # >= 1 as long_len > LONG
         k, _, first = ragged_range(tf.zeros_like(count), count)
         owner = tf.cumsum(tf.cast(first, I32)) - 1
-        seg_end = tf.gather(long_start + long_len, owner)
-        grid = tf.gather(long_start, owner) + (k + 1) * WINDOW
-        stretch = exclusive_cumsum(tf.cast(self._in_stretch(b), I32))
+        seg_local = tf.gather(offsets, owner)
+        seg_end = tf.gather(offsets[1:], owner)
+        grid = seg_local + (k + 1) * WINDOW
+        stretch = exclusive_cumsum(tf.cast(self._in_stretch(tf.gather(b, pos)), I32))
         tail_end = tf.minimum(tf.range(n) + HALO, n)
         tail_start = tf.maximum(tail_end - TAIL, 0)
         clean = flat_where(tf.equal(tf.gather(stretch, tail_end), tf.gather(stretch, tail_start)))
@@ -251,4 +262,5 @@ class WindowedBpe:
         pick = tf.gather(before, grid)  # index in `clean` of the first clean position >= grid
         cut = tf.gather(tf.concat([clean, [n]], 0), pick)
         usable = tf.logical_and(cut < grid + WINDOW // 2, cut + HALO <= seg_end)
-        return tf.boolean_mask(cut, usable)
+        cut = tf.boolean_mask(cut, usable)
+        return tf.gather(pos, cut)  # back to positions in b
