@@ -138,7 +138,8 @@ def test_failed_stitches_are_retried_and_stay_exact(monkeypatch):
         monkeypatch.setattr(windows, "HALO", halo)
         monkeypatch.setattr(windows, "TAIL", tail)
         calls.clear()
-        _assert_exact(texts, _encode_rows(programs._encode_strings, list(texts.values())))  # noqa: SLF001
+        encode = programs._encode_strings  # noqa: SLF001
+        _assert_exact(texts, _encode_rows(encode, list(texts.values())))
         assert len(calls) == 2, calls  # the windows, then the joined ones
 
 
@@ -159,7 +160,8 @@ def test_segments_failing_again_are_merged_whole(monkeypatch):
     rng = random.Random(3)
     texts = {"digits": "".join(rng.choice(string.digits) for _ in range(2_000)),
              "letters": "".join(rng.choice(string.ascii_lowercase) for _ in range(2_000))}
-    _assert_exact(texts, _encode_rows(programs._encode_strings, list(texts.values())))  # noqa: SLF001
+    encode = programs._encode_strings  # noqa: SLF001
+    _assert_exact(texts, _encode_rows(encode, list(texts.values())))
     assert len(checks) == 2 and checks[1] > 0, checks
 
 

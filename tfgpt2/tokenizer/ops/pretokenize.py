@@ -30,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfgpt2.tokenizer import unicode_table
-from tfgpt2.tokenizer.ops.tensor_utils import any_equal, flat_where, flags_at, shift_left, shift_right
+from tfgpt2.tokenizer.ops.tensor_utils import (any_equal, flags_at, flat_where, shift_left,
+                                               shift_right)
 from tfgpt2.tokenizer.unicode_table import CharClass
 
 
