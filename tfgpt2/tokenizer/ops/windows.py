@@ -112,7 +112,7 @@ class WindowedBpe:
     # -- windows ----------------------------------------------------------------
 
     def _with_windows(self, b, long_start, long_len):
-        """Stages 2 and 3 for the given long segments of b."""
+        """Windows, the retry and the last resort for the long segments of b."""
         n = tf.size(b)
         cuts = self._cuts(b, long_start, long_len)
         # Windows, each named by its left end: a segment start or a cut.
