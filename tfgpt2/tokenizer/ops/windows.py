@@ -113,8 +113,14 @@ class WindowedBpe:
 
     def _with_windows(self, b, long_start, long_len):
         """Windows, the retry and the last resort for the long segments of b."""
-        n = tf.size(b)
         cuts = self._cuts(b, long_start, long_len)
+        # No cut at all (a dash line, a run of one byte): nothing to stitch.
+        return lazy_cond(tf.size(cuts) > 0,
+                         lambda: self._stitched_windows(b, long_start, long_len, cuts),
+                         lambda: _merge_ranges(self.exact, b, long_start, long_len))
+
+    def _stitched_windows(self, b, long_start, long_len, cuts):
+        n = tf.size(b)
         # Windows, each named by its left end: a segment start or a cut.
         left = flat_where(tf.logical_or(flags_at(long_start, n), flags_at(cuts, n)))
         owner = tf.gather(self._owner(b, long_start), left)
