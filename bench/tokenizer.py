@@ -1,6 +1,6 @@
 """Tokenizer encode throughput: ours in graph and in LiteRT vs keras-hub and tiktoken.
 
-    python bench/tokenizer.py [--quick] [--pathological]
+    python bench/tokenizer.py [--quick] [--pathological] [--cpu]
 
 All peers run in this one process on the same >= 1 MB corpus
 (tests/tokenizer_support.real_corpus: stdlib, numpy/TF/Keras sources,
@@ -38,13 +38,16 @@ import tokenizer_support as support  # noqa: E402
 from tfgpt2.tokenizer import BytePairTokenizer, run_tflite  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --cpu: time.process_time
+
+
 def median_seconds(run, repeats: int = 3) -> float:
     run()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return statistics.median(times)
 
 
@@ -192,7 +195,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip keras-hub (slow)")
     parser.add_argument("--pathological", action="store_true",
                         help="only the pathological inputs (no corpus, no peers)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="one TF thread, process CPU time instead of wall time: steadier "
+                             "than wall time when other jobs share the machine")
     args = parser.parse_args()
+    if args.cpu:
+        global CLOCK
+        CLOCK = time.process_time
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        print("(--cpu: one TF thread; seconds are process CPU time)\n")
     if args.pathological:
         print("| input | bytes | seconds | MB/s | ids == tiktoken |")
         print("|---|---:|---:|---:|---|")
