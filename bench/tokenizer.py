@@ -1,6 +1,6 @@
 """Tokenizer encode throughput: ours in graph and in LiteRT vs keras-hub and tiktoken.
 
-    python bench/tokenizer.py [--quick]
+    python bench/tokenizer.py [--quick] [--pathological] [--cpu]
 
 All peers run in this one process on the same >= 1 MB corpus
 (tests/tokenizer_support.real_corpus: stdlib, numpy/TF/Keras sources,
@@ -38,13 +38,16 @@ import tokenizer_support as support  # noqa: E402
 from tfgpt2.tokenizer import BytePairTokenizer, run_tflite  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --cpu: time.process_time
+
+
 def median_seconds(run, repeats: int = 3) -> float:
     run()  # warm-up
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return statistics.median(times)
 
 
@@ -142,20 +145,44 @@ def bench_tiktoken(docs) -> float:
     return median_seconds(lambda: enc.encode_ordinary_batch(docs, num_threads=1))
 
 
+def _mixed(rng, parts, size: int) -> str:
+    out, total = [], 0
+    while total < size:
+        out.append(parts[rng.integers(len(parts))](rng))
+        total += len(out[-1])
+    return "".join(out)[:size]
+
+
 def pathological(tok) -> list[tuple[str, int, float, bool]]:
     rng = np.random.default_rng(0)
+
+    def pick(alphabet, n=100_000):
+        return "".join(rng.choice(list(alphabet), n))
+
     cases = [
         ("1 MB of spaces", " " * 1_000_000),
         ("100k 'a'", "a" * 100_000),
-        ("100k random letters", "".join(rng.choice(list(string.ascii_lowercase), 100_000))),
+        ("100k random letters", pick(string.ascii_lowercase)),
         ("1 MB of emoji", "".join(chr(c) for c in rng.integers(0x1F600, 0x1F650, 250_000))),
-        ("100k random digits", "".join(rng.choice(list(string.digits), 100_000))),
+        ("100k random digits", pick(string.digits)),
+        ("100k '1'", "1" * 100_000),
+        ("'12' * 50k", "12" * 50_000),
+        ("'x' + 100k '0'", "x" + "0" * 100_000),
+        ("'ab' * 50k", "ab" * 50_000),
+        ("100k random of '019'", pick("019")),
+        ("100k random of 'etaoin'", pick("etaoin")),
+        ("100k digits and zero runs", _mixed(rng, [lambda r: "0" * int(r.integers(1, 41)),
+                                                  lambda r: str(int(r.integers(0, 10**9)))],
+                                             100_000)),
+        ("100k dash and '=' runs", _mixed(rng, [lambda r: "-" * int(r.integers(1, 41)),
+                                               lambda r: "=" * int(r.integers(1, 41))],
+                                          100_000)),
     ]
     enc = support.tiktoken_gpt2()
     out = []
     for name, text in cases:
         data = tf.constant([text.encode()])
-        seconds = median_seconds(lambda: tok.encode_strings(data)[0].numpy())
+        seconds = median_seconds(lambda: tok.encode_strings(data)[0].numpy(), repeats=5)
         ids = tok.encode_strings(data)[0].numpy().tolist()
         want = (enc._encode_single_piece(text.encode()) if not text.strip()  # noqa: SLF001
                 else enc.encode_ordinary(text))
@@ -166,7 +193,24 @@ def pathological(tok) -> list[tuple[str, int, float, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip keras-hub (slow)")
+    parser.add_argument("--pathological", action="store_true",
+                        help="only the pathological inputs (no corpus, no peers)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="one TF thread, process CPU time instead of wall time: steadier "
+                             "than wall time when other jobs share the machine")
     args = parser.parse_args()
+    if args.cpu:
+        global CLOCK
+        CLOCK = time.process_time
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        print("(--cpu: one TF thread; seconds are process CPU time)\n")
+    if args.pathological:
+        print("| input | bytes | seconds | MB/s | ids == tiktoken |")
+        print("|---|---:|---:|---:|---|")
+        for name, size, seconds, same in pathological(BytePairTokenizer()):
+            print(f"| {name} | {size:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {same} |")
+        return
 
     docs = list(support.real_corpus())
     data = [d.encode("utf-8") for d in docs]
@@ -194,7 +238,7 @@ def main() -> None:
     for name, seconds in rows:
         vs_hub = f"{hub / seconds:.1f}x" if hub is not None else "n/a"
         print(f"| {name} | {mb / seconds:.2f} | {tik / seconds:.2f}x | {vs_hub} |")
-    print("\nPathological inputs (tfgpt2, tf.function, one row; median of 3):\n")
+    print("\nPathological inputs (tfgpt2, tf.function, one row; median of 5):\n")
     print("| input | bytes | seconds | MB/s | ids == tiktoken |")
     print("|---|---:|---:|---:|---|")
     for name, size, seconds, same in pathological(tok):

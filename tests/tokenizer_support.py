@@ -1,6 +1,6 @@
 """Oracles and text for the tokenizer tests and bench/tokenizer.py.
 
-- `tiktoken_gpt2()`: tiktoken built from the same local files (DESIGN.md §2),
+- `tiktoken_gpt2()`: tiktoken built from the same local files (docs/tokenizer.md),
   the reference for ids. Test/bench only; package code never imports it.
 - `real_corpus()`: >= 1 MB of real text found on any machine with the test
   extra installed (Python's stdlib sources, numpy/TensorFlow/Keras sources,

@@ -1,5 +1,5 @@
 """Generate tfgpt2/tokenizer/data/unicode_classes.npz: the GPT-2 pre-tokenizer class
-(O, L, N, S) of every code point, as a two-level table.
+(`CharClass`: O, L, N, S) of every code point, as a two-level table.
 
 Classes follow OpenAI's encoder.py regex (`\\p{L}`, `\\p{N}`, `\\s`, run with
 the `regex` module). The `regex` module knows a newer Unicode (17.0) than the
@@ -22,8 +22,9 @@ import regex
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tfgpt2.tokenizer import unicode_table  # noqa: E402
+from tfgpt2.tokenizer.unicode_table import CharClass  # noqa: E402
 
-PATTERNS = {unicode_table.L: r"\p{L}", unicode_table.N: r"\p{N}", unicode_table.S: r"\s"}
+PATTERNS = {CharClass.L: r"\p{L}", CharClass.N: r"\p{N}", CharClass.S: r"\s"}
 
 
 def all_code_points() -> list[int]:
@@ -32,7 +33,7 @@ def all_code_points() -> list[int]:
 
 def classes_from_regex(cps: list[int]) -> np.ndarray:
     text = "".join(map(chr, cps))
-    classes = np.full(0x110000, unicode_table.O, np.int8)
+    classes = np.full(0x110000, CharClass.O, np.int8)
     for cls, pattern in PATTERNS.items():
         hits = np.fromiter(map(ord, regex.findall(pattern, text)), np.int64)
         classes[hits] = cls
@@ -46,7 +47,7 @@ def classes_from_tiktoken(cps: list[int]) -> np.ndarray:
 
     ranks = {bytes([b]): b for b in range(256)}
     text = "".join(map(chr, cps))
-    classes = np.full(0x110000, unicode_table.O, np.int8)
+    classes = np.full(0x110000, CharClass.O, np.int8)
     for cls, pattern in PATTERNS.items():
         enc = tiktoken.Encoding(f"class{cls}", pat_str=pattern, mergeable_ranks=ranks,
                                 special_tokens={})
@@ -66,8 +67,8 @@ def main() -> None:
     by_regex = classes_from_regex(cps)
     by_tiktoken = classes_from_tiktoken(cps)
     differ = np.flatnonzero(by_regex != by_tiktoken)
-    names = "OLNS"
-    kinds = sorted({(names[by_regex[c]], names[by_tiktoken[c]]) for c in differ})
+    kinds = sorted({(CharClass(by_regex[c]).name, CharClass(by_tiktoken[c]).name)
+                    for c in differ})
     print(f"regex vs tiktoken: {len(differ)} code points differ, "
           f"(regex, tiktoken) classes {kinds}; using tiktoken's.")
     block_rows, rows = two_level(by_tiktoken)

@@ -58,13 +58,21 @@ def test_python_api_never_retraces():
     from tfgpt2.tokenizer import GPT2Tokenizer
 
     api = GPT2Tokenizer()
+    graph = api.graph()
+    # Past the first (eager) calls, every call goes through one trace.
+    graph._programs.encode_strings_eager.eager_seconds = 1e9  # noqa: SLF001
+    graph._programs.decode_strings_eager.eager_seconds = 1e9  # noqa: SLF001
+    api("warm")
+    api.decode([1])
+    encodes = graph.encode_strings.experimental_get_tracing_count()
+    decodes = graph.decode_strings.experimental_get_tracing_count()
+    assert encodes >= 1 and decodes >= 1
     for text in ["a", "bb bb", ["x", "yy", "zzz"], "é" * 50]:
         api(text)
     api.batch_decode([[1, 2], [3]])
     api.decode([5, 6, 7])
-    graph = api.graph()
-    assert graph.encode_strings.experimental_get_tracing_count() == 1
-    assert graph.decode_strings.experimental_get_tracing_count() == 1
+    assert graph.encode_strings.experimental_get_tracing_count() == encodes
+    assert graph.decode_strings.experimental_get_tracing_count() == decodes
 
 
 # A None entry in sys.modules makes `import name` fail and find_spec(name)

@@ -11,9 +11,10 @@ import pytest
 import regex
 
 from tfgpt2.tokenizer import unicode_table
+from tfgpt2.tokenizer.unicode_table import CharClass
 
 CODE_POINTS = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000]
-PATTERNS = {unicode_table.L: r"\p{L}", unicode_table.N: r"\p{N}", unicode_table.S: r"\s"}
+PATTERNS = {CharClass.L: r"\p{L}", CharClass.N: r"\p{N}", CharClass.S: r"\s"}
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def table_classes():
 
 
 def _classes(find_all) -> np.ndarray:
-    classes = np.full(0x110000, unicode_table.O, np.int64)
+    classes = np.full(0x110000, CharClass.O, np.int64)
     for cls, pattern in PATTERNS.items():
         classes[np.fromiter(find_all(pattern), np.int64)] = cls
     return classes
@@ -49,12 +50,11 @@ def test_table_equals_regex_module_except_documented_newer_code_points(table_cla
         documented = set(data["regex_disagreement"].tolist())
     assert differ == documented
     # Only letters/numbers the regex module knows and the table calls O.
-    assert all(table_classes[c] == unicode_table.O for c in documented)
+    assert all(table_classes[c] == CharClass.O for c in documented)
     assert len(documented) < 20_000
 
 
 def test_some_known_classes():
     cps = [ord(c) for c in "aZé日 \t\n\xa0\u3000'!\u0301٣Ⅻ😀"]
     want = "LLLLSSSSSOOONNO"
-    names = {unicode_table.O: "O", unicode_table.L: "L", unicode_table.N: "N", unicode_table.S: "S"}
-    assert "".join(names[c] for c in unicode_table.classes_of(np.array(cps))) == want
+    assert "".join(CharClass(c).name for c in unicode_table.classes_of(np.array(cps))) == want

@@ -13,11 +13,13 @@ The model card's API, `GPT2Tokenizer`, is in `hf_api.py` and calls this.
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfgpt2.tokenizer import tables
+from tfgpt2.tokenizer import table_cache
 from tfgpt2.tokenizer.ops import bpe
 from tfgpt2.tokenizer.vocab import EOS_TOKEN, Vocabulary, as_vocabulary
 
@@ -63,6 +65,104 @@ def _assert_range(values: tf.Tensor, lo: int, hi: int, what: str) -> tf.Tensor:
         return tf.identity(values)
 
 
+class EagerFirst:
+    """Run a graph function's ops eagerly until that has cost as much time
+    as building its graph would, then through the tf.function.
+
+    Tracing and setting up the encoder's graph takes ~0.8 s, while running
+    the same ops one by one costs ~20-50 ms more than the graph per call.
+    A process that makes a few calls never pays for the graph; one that
+    makes many pays at most twice what it would have (the ski-rental
+    bound). Either way the same ops run, so the ids are the same.
+    """
+
+    BUDGET_SECONDS = 1.0  # about what tracing + the graph's first run cost
+
+    def __init__(self, python_fn, graph_fn):
+        self.python_fn, self.graph_fn = python_fn, graph_fn
+        self.eager_seconds = 0.0
+
+    def __call__(self, *args):
+        if (self.eager_seconds < self.BUDGET_SECONDS
+                and self.graph_fn.experimental_get_tracing_count() == 0):
+            start = time.perf_counter()
+            out = self.python_fn(*args)
+            self.eager_seconds += time.perf_counter() - start
+            return out
+        return self.graph_fn(*args)
+
+
+class _Programs:
+    """The graph functions for one vocabulary and special-token mode.
+
+    Built once per process and shared by every tokenizer that uses them, so
+    a new tokenizer instance neither rebuilds tables nor retraces. Written
+    without autograph: the control flow is explicit (tf.while_loop, tf.cond).
+    """
+
+    def __init__(self, core: bpe.BpeGraph, special_tokens: bool):
+        self.core = core
+        self.special_tokens = special_tokens
+        self.byte_strings = tf.constant(_BYTE_STRINGS)
+        strings, vector = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32)
+        self.encode_strings = tf.function(self._encode_strings, input_signature=[strings],
+                                          autograph=False)
+        self.decode_strings = tf.function(
+            self._decode_strings, autograph=False,
+            input_signature=[vector, tf.TensorSpec([None], tf.int64)])
+        self.encode_bytes = tf.function(self.encode_bytes_graph, autograph=False,
+                                        input_signature=[vector, vector])
+        self.decode_bytes = tf.function(self.decode_bytes_graph, autograph=False,
+                                        input_signature=[vector, vector])
+        # For eager callers (the Python API): no tracing for a few calls.
+        self.encode_strings_eager = EagerFirst(self._encode_strings, self.encode_strings)
+        self.decode_strings_eager = EagerFirst(self._decode_strings, self.decode_strings)
+
+    def encode_bytes_graph(self, byte_values, row_splits):
+        """int32 UTF-8 bytes [N] (0..255) + row splits [B + 1] ->
+        (ids int32 [T], id row splits int32 [B + 1])."""
+        return self.core.encode(byte_values, row_splits, self.special_tokens)
+
+    def decode_bytes_graph(self, ids, row_splits):
+        """ids int32 [T] + row splits [B + 1] -> (bytes int32 [N], byte row
+        splits [B + 1]); invalid UTF-8 is replaced by U+FFFD (EF BF BD)."""
+        return self.core.decode(ids, row_splits)
+
+    def _encode_strings(self, texts):
+        """All rows' bytes as one int32 tensor (one string join, one decode_raw)."""
+        lengths = tf.strings.length(texts, unit="BYTE")
+        byte_values = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(texts), tf.uint8), tf.int32)
+        row_splits = tf.concat([[0], tf.cumsum(lengths)], 0)
+        ids, id_splits = self.core.encode(tf.reshape(byte_values, [-1]), row_splits,
+                                          self.special_tokens)
+        return ids, tf.cast(id_splits, tf.int64)
+
+    def _decode_strings(self, ids, row_splits):
+        """Bytes per row, joined into strings from a table of the 256 bytes."""
+        ids = _assert_range(ids, 0, self.core.vocab_size - 1, "token ids")  # before any gather
+        byte_values, byte_splits = self.core.decode(ids, tf.cast(row_splits, tf.int32))
+        rows = tf.ragged.row_splits_to_segment_ids(byte_splits)
+        chars = tf.gather(self.byte_strings, byte_values)
+        return tf.strings.unsorted_segment_join(chars, rows, tf.size(row_splits) - 1)
+
+
+_PROGRAMS: dict[tuple[str, bool], _Programs] = {}
+_CORES: dict[str, bpe.BpeGraph] = {}
+_LOCK = threading.Lock()
+
+
+def shared_programs(vocabulary: Vocabulary, special_tokens: bool) -> _Programs:
+    """This process's programs for the vocabulary (by content fingerprint)
+    and mode; the tables come from the disk cache when they can."""
+    key = (vocabulary.fingerprint, bool(special_tokens))
+    with _LOCK:
+        if key not in _PROGRAMS:
+            if key[0] not in _CORES:
+                _CORES[key[0]] = bpe.BpeGraph(table_cache.load_or_build(vocabulary))
+            _PROGRAMS[key] = _Programs(_CORES[key[0]], key[1])
+        return _PROGRAMS[key]
+
+
 class BytePairTokenizer(tf.Module):
     """GPT-2 byte-level BPE as TF ops on UTF-8 bytes.
 
@@ -78,7 +178,8 @@ class BytePairTokenizer(tf.Module):
     tensors only, and are what `to_tflite` converts.
 
     For graphs and exports, two tf.functions with fixed signatures (they
-    never retrace):
+    never retrace, and tokenizers of the same vocabulary and mode share
+    them: a second instance costs no tracing):
       encode_strings(texts: tf.string [B]) -> (ids int32 [T], row_splits int64 [B + 1])
       decode_strings(ids: int32 [T], row_splits: int64 [B + 1]) -> tf.string [B]
     """
@@ -88,16 +189,28 @@ class BytePairTokenizer(tf.Module):
         super().__init__(name=name)
         self.vocabulary = as_vocabulary(vocabulary)
         self.special_tokens = bool(special_tokens)
-        self._core = bpe.BpeGraph(tables.build(self.vocabulary))
-        self._byte_strings = tf.constant(_BYTE_STRINGS)
-        self.encode_strings = tf.function(
-            self._encode_strings, input_signature=[tf.TensorSpec([None], tf.string)])
-        self.decode_strings = tf.function(
-            self._decode_strings, input_signature=[tf.TensorSpec([None], tf.int32),
-                                                   tf.TensorSpec([None], tf.int64)])
-        vector = tf.TensorSpec([None], tf.int32)
-        self._encode_bytes_fn = tf.function(self._encode_bytes, input_signature=[vector, vector])
-        self._decode_bytes_fn = tf.function(self._decode_bytes, input_signature=[vector, vector])
+        programs = shared_programs(self.vocabulary, self.special_tokens)
+        self._core = programs.core
+        self.encode_strings = programs.encode_strings
+        self.decode_strings = programs.decode_strings
+        self._encode_bytes = programs.encode_bytes_graph
+        self._decode_bytes = programs.decode_bytes_graph
+        self._encode_bytes_fn = programs.encode_bytes
+        self._decode_bytes_fn = programs.decode_bytes
+        self._programs = programs
+
+    def call_encode_strings(self, texts):
+        """`encode_strings`, except that eager callers run its ops eagerly
+        for a process's first calls (see EagerFirst)."""
+        if tf.executing_eagerly():
+            return self._programs.encode_strings_eager(texts)
+        return self.encode_strings(texts)
+
+    def call_decode_strings(self, ids, row_splits):
+        """`decode_strings`, eagerly at first for eager callers."""
+        if tf.executing_eagerly():
+            return self._programs.decode_strings_eager(ids, row_splits)
+        return self.decode_strings(ids, row_splits)
 
     @property
     def vocab_size(self) -> int:
@@ -108,16 +221,6 @@ class BytePairTokenizer(tf.Module):
         return self.vocabulary.encoder[EOS_TOKEN]
 
     # -- integer core ---------------------------------------------------------
-
-    def _encode_bytes(self, byte_values, row_splits):
-        """int32 UTF-8 bytes [N] (0..255) + row splits [B + 1] ->
-        (ids int32 [T], id row splits int32 [B + 1])."""
-        return self._core.encode(byte_values, row_splits, self.special_tokens)
-
-    def _decode_bytes(self, ids, row_splits):
-        """ids int32 [T] + row splits [B + 1] -> (bytes int32 [N], byte row
-        splits [B + 1]); invalid UTF-8 is replaced by U+FFFD (EF BF BD)."""
-        return self._core.decode(ids, row_splits)
 
     def encode_bytes(self, byte_values, row_splits=None) -> tuple[tf.Tensor, tf.Tensor]:
         """UTF-8 bytes as integers [N] (one row, or rows given by `row_splits`
@@ -151,25 +254,6 @@ class BytePairTokenizer(tf.Module):
 
     # -- tf.string boundary ---------------------------------------------------
 
-    def _encode_strings(self, texts):
-        """All rows' bytes as one int32 tensor (one string join, one decode_raw)."""
-        lengths = tf.strings.length(texts, unit="BYTE")
-        byte_values = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(texts), tf.uint8), tf.int32)
-        row_splits = tf.concat([[0], tf.cumsum(lengths)], 0)
-        ids, id_splits = self._core.encode(tf.reshape(byte_values, [-1]), row_splits,
-                                           self.special_tokens)
-        return ids, tf.cast(id_splits, tf.int64)
-
-    def _decode_strings(self, ids, row_splits):
-        """Bytes per row, joined into strings from a table of the 256 bytes."""
-        tf.debugging.assert_non_negative(ids, message="token ids must be >= 0")
-        tf.debugging.assert_less(ids, self.vocab_size,
-                                 message=f"token ids must be < vocab size {self.vocab_size}")
-        byte_values, byte_splits = self._core.decode(ids, tf.cast(row_splits, tf.int32))
-        rows = tf.ragged.row_splits_to_segment_ids(byte_splits)
-        chars = tf.gather(self._byte_strings, byte_values)
-        return tf.strings.unsorted_segment_join(chars, rows, tf.size(row_splits) - 1)
-
     def tokenize(self, texts) -> tf.Tensor | tf.RaggedTensor:
         """tf.string scalar -> int32 ids [T]; tf.string [B] -> RaggedTensor
         [B, None] of int32. Works eagerly, in tf.function and in tf.data."""
@@ -181,7 +265,7 @@ class BytePairTokenizer(tf.Module):
         if rank not in (0, 1):
             raise ValueError(f"tokenize expects a scalar or a 1-D batch of strings, got "
                              f"shape {texts.shape}; reshape to [-1] first.")
-        ids, row_splits = self.encode_strings(tf.reshape(texts, [-1]))
+        ids, row_splits = self.call_encode_strings(tf.reshape(texts, [-1]))
         ragged = tf.RaggedTensor.from_row_splits(ids, row_splits, validate=False)
         return ragged[0] if rank == 0 else ragged
 
@@ -204,7 +288,7 @@ class BytePairTokenizer(tf.Module):
             values, splits = ragged.values, ragged.row_splits
         if not values.dtype.is_integer:
             raise TypeError(f"detokenize expects integer ids, got {values.dtype.name}.")
-        return self.decode_strings(tf.cast(values, tf.int32), tf.cast(splits, tf.int64))
+        return self.call_decode_strings(tf.cast(values, tf.int32), tf.cast(splits, tf.int64))
 
     # -- LiteRT ---------------------------------------------------------------
 
@@ -223,8 +307,8 @@ class BytePairTokenizer(tf.Module):
             return {"bytes": byte_values, "row_splits": byte_splits}
 
         vector = tf.TensorSpec([None], tf.int32)
-        functions = [tf.function(f, input_signature=[vector, vector]).get_concrete_function()
-                     for f in (encode, decode)]
+        functions = [tf.function(f, input_signature=[vector, vector], autograph=False)
+                     .get_concrete_function() for f in (encode, decode)]
         converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, self)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter.convert()

@@ -1,6 +1,7 @@
 """The model card's tokenizer API: `GPT2Tokenizer`, as Hugging Face's.
 
-Every call runs the in-graph tokenizer (`tfgpt2.tokenizer.graph`) through
+Every call runs the in-graph tokenizer (`tfgpt2.tokenizer.graph`): its ops
+eagerly for the first calls of a process (no tracing), then through
 tf.functions with fixed input signatures, so calls never retrace.
 """
 
@@ -173,9 +174,8 @@ class GPT2Tokenizer:
                 raise TypeError(f"text input must be a str or a list of str; item {i} is "
                                 f"{type(t).__name__}.")
         encoded = [_utf8(t) for t in texts]
-        ids, splits = self.graph(split_special_tokens).encode_strings(tf.constant(encoded, tf.string)
-                                                                      if encoded else
-                                                                      tf.zeros([0], tf.string))
+        texts = tf.constant(encoded, tf.string) if encoded else tf.zeros([0], tf.string)
+        ids, splits = self.graph(split_special_tokens).call_encode_strings(texts)
         ids, splits = ids.numpy().tolist(), splits.numpy().tolist()
         return [ids[splits[i]:splits[i + 1]] for i in range(len(texts))]
 
@@ -330,7 +330,8 @@ class GPT2Tokenizer:
             rows = [[i for i in row if i not in special] for row in rows]
         flat = np.array([i for row in rows for i in row], np.int32)
         splits = np.cumsum([0] + [len(row) for row in rows]).astype(np.int64)
-        texts = self.graph().decode_strings(flat, splits).numpy()
+        texts = self.graph().call_decode_strings(
+            tf.constant(flat), tf.constant(splits)).numpy()
         out = [t.decode("utf-8") for t in texts]
         if clean_up_tokenization_spaces:
             out = [clean_up_tokenization(t) for t in out]

@@ -12,6 +12,13 @@
   BPE on either side is independent and pieces are split there.
 - `token_offsets` + `token_bytes`: the bytes of every id, for decoding.
 - `unicode_*`: the pre-tokenizer classes (tfgpt2.unicode_table).
+- `tie_period`: the longest period of a token that merges with itself
+  (`0` of `00`, `ab` of `abab`): ops/windows.py keeps window starts out of
+  text stretches with such a period.
+
+Building takes ~0.6 s (mostly the perfect hashes), so `table_cache` keeps
+the result on disk; `to_arrays`/`from_arrays` are its file format, and
+FORMAT_VERSION must change whenever what `build` computes changes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from tfgpt2.tokenizer import unicode_table
 from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops
 from tfgpt2.tokenizer.vocab import Vocabulary
 
+FORMAT_VERSION = 2
 PIECE_BYTES = 15  # 50,126 of GPT-2's 50,256 non-special tokens are this short
 NO_RANK = 2**31 - 1
 
@@ -42,6 +50,7 @@ class BpeTables:
     ascii_kinds: np.ndarray  # int32 [128]: pre-tokenizer kind of each ASCII byte
     special_ids: dict[bytes, int]
     vocab_size: int
+    tie_period: int
 
 
 def pack_piece_keys(lengths: np.ndarray, padded: np.ndarray) -> np.ndarray:
@@ -67,6 +76,20 @@ def check_training_order(vocab: Vocabulary) -> None:
         a, b = vocab.merges[late[0]]
         raise ValueError(f"merge {late[0] + 1} ({a!r} {b!r}) uses a token made by a later "
                          "merge; the merges file is not in training order.")
+
+
+def _period(data: bytes) -> int:
+    """The smallest p such that data is a repetition of its first p bytes."""
+    return next(p for p in range(1, len(data) + 1)
+                if len(data) % p == 0 and data[:p] * (len(data) // p) == data)
+
+
+def tie_period(vocab: Vocabulary) -> int:
+    """The longest period of a token T with a merge (T, T) (1 if none).
+    Only such merges make runs of equal-rank candidate pairs ("ties")."""
+    token_bytes, merges = vocab.token_bytes, vocab.merge_ids
+    squares = merges[merges[:, 0] == merges[:, 1], 0]
+    return max([_period(token_bytes[i]) for i in squares.tolist()], default=1)
 
 
 def build(vocab: Vocabulary) -> BpeTables:
@@ -122,4 +145,59 @@ def build(vocab: Vocabulary) -> BpeTables:
         ascii_kinds=pretokenize_ops.ascii_kinds(),
         special_ids={t.encode("utf-8"): i for t, i in vocab.special_tokens.items()},
         vocab_size=vocab.size,
+        tie_period=tie_period(vocab),
+    )
+
+
+# ----------------------------------------------------------------------------
+# Flat form for the disk cache: named int arrays only (no pickle). The
+# Unicode table is package data and is not stored.
+
+_HASHES = ("pairs", "pieces")
+
+
+def to_arrays(tables: BpeTables) -> dict[str, np.ndarray]:
+    out = {name: getattr(tables, name) for name in
+           ("byte_ids", "byte_pair", "bigram_in_vocab", "token_offsets", "token_bytes")}
+    for name in _HASHES:
+        table: perfect_hash.PerfectHash = getattr(tables, name)
+        out[f"{name}.records"] = table.records
+        out[f"{name}.displacement"] = table.displacement
+        out[f"{name}.weights"] = table.weights
+        out[f"{name}.key_width"] = np.array(table.key_width)
+    specials = list(tables.special_ids.items())
+    out["special_bytes"] = np.frombuffer(b"".join(t for t, _ in specials), np.uint8)
+    out["special_lengths"] = np.array([len(t) for t, _ in specials], np.int64)
+    out["special_id_values"] = np.array([i for _, i in specials], np.int64)
+    out["vocab_size"] = np.array(tables.vocab_size)
+    out["tie_period"] = np.array(tables.tie_period)
+    return out
+
+
+def from_arrays(arrays) -> BpeTables:
+    """The inverse of `to_arrays` (raises KeyError/ValueError if incomplete)."""
+    hashes = {name: perfect_hash.PerfectHash(
+        records=np.asarray(arrays[f"{name}.records"], np.int32),
+        displacement=np.asarray(arrays[f"{name}.displacement"], np.int32),
+        weights=np.asarray(arrays[f"{name}.weights"], np.int32),
+        key_width=int(arrays[f"{name}.key_width"])) for name in _HASHES}
+    raw = np.asarray(arrays["special_bytes"], np.uint8).tobytes()
+    ends = np.cumsum(arrays["special_lengths"]).tolist()
+    starts = [0] + ends[:-1]
+    special_ids = {raw[a:b]: int(i) for a, b, i in zip(starts, ends, arrays["special_id_values"])}
+    block_rows, rows = unicode_table.load()
+    return BpeTables(
+        byte_ids=np.asarray(arrays["byte_ids"], np.int32),
+        byte_pair=np.asarray(arrays["byte_pair"], np.int32),
+        pairs=hashes["pairs"],
+        pieces=hashes["pieces"],
+        bigram_in_vocab=np.asarray(arrays["bigram_in_vocab"], bool),
+        token_offsets=np.asarray(arrays["token_offsets"], np.int32),
+        token_bytes=np.asarray(arrays["token_bytes"], np.int32),
+        unicode_block_rows=block_rows,
+        unicode_rows=rows,
+        ascii_kinds=pretokenize_ops.ascii_kinds(),
+        special_ids=special_ids,
+        vocab_size=int(arrays["vocab_size"]),
+        tie_period=int(arrays["tie_period"]),
     )

@@ -28,7 +28,8 @@ import numpy as np
 from tfgpt2.config import EOS_TOKEN, GPT2_NAMES
 
 
-# sha256 of OpenAI's own files (the hashes tiktoken pins), see DESIGN.md §2.
+# sha256 of OpenAI's own files (the hashes tiktoken pins); docs/tokenizer.md
+# says where the offline copy comes from.
 GPT2_FILE_SHA256 = {
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -68,13 +69,28 @@ class Vocabulary:
 
     `encoder` maps token symbols to ids, `merges` lists the merge pairs in
     rank order, `special_tokens` the tokens matched whole in text (only
-    `<|endoftext|>` for GPT-2), `source` says where it was read from.
+    `<|endoftext|>` for GPT-2), `source` says where it was read from, and
+    `files_sha256` the sha256 of the two files it was read from (None if it
+    was built in memory).
     """
 
     encoder: dict[str, int]
     merges: tuple[tuple[str, str], ...]
     special_tokens: dict[str, int]
     source: str
+    files_sha256: tuple[str, str] | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 identifying the vocabulary's content: of its files' hashes
+        when read from files (cheap), else of the content itself."""
+        digest = hashlib.sha256()
+        if self.files_sha256 is not None:
+            digest.update(("files:" + ":".join(self.files_sha256)).encode())
+        else:
+            digest.update(json.dumps([sorted(self.encoder.items()), self.merges,
+                                      sorted(self.special_tokens.items())]).encode("utf-8"))
+        return digest.hexdigest()
 
     @functools.cached_property
     def size(self) -> int:
@@ -181,15 +197,16 @@ def read_vocabulary(directory: str | os.PathLike, verify_sha256: bool = False) -
             "merges.txt (Hugging Face) or encoder.json + vocab.bpe (OpenAI)."
         )
     ids_path, merges_path = directory / ids_name, directory / merges_name
+    hashes = []
     for path in (ids_path, merges_path):
         if not path.is_file():
             raise FileNotFoundError(
                 f"Tokenizer file missing: {path} (it comes with "
                 f"{ids_name if path == merges_path else merges_name})."
             )
+        hashes.append(_sha256(path))
         if verify_sha256:
-            want = GPT2_FILE_SHA256[path.name]
-            got = _sha256(path)
+            want, got = GPT2_FILE_SHA256[path.name], hashes[-1]
             if got != want:
                 raise ValueError(
                     f"{path} has sha256 {got}, not GPT-2's {want}: the file is "
@@ -200,7 +217,8 @@ def read_vocabulary(directory: str | os.PathLike, verify_sha256: bool = False) -
     _check_byte_symbols(encoder, ids_path)
     merges = _read_merges(merges_path, encoder)
     special = {EOS_TOKEN: encoder[EOS_TOKEN]} if EOS_TOKEN in encoder else {}
-    return Vocabulary(encoder, merges, special, source=str(directory))
+    return Vocabulary(encoder, merges, special, source=str(directory),
+                      files_sha256=(hashes[0], hashes[1]))
 
 
 def offline_gpt2_directory() -> Path:

@@ -10,10 +10,8 @@ Encoding, all rows and pieces at once:
    special token, if enabled, is a piece of its own and a segment boundary.
 3. Pieces that are themselves tokens: one perfect-hash probe each.
 4. The rest: split where no merge can cross (a byte bigram inside no token),
-   then BPE rounds; each merges, in every sub-piece, all non-overlapping
-   occurrences of its lowest-rank pair. Sub-pieces leave the active set as
-   soon as they have no mergeable pair, so later rounds touch only those
-   still merging.
+   then BPE rounds over all sub-pieces at once (merge.py); long sub-pieces
+   go through windows of bounded length, stitched exactly (windows.py).
 5. Tokens are put in text order: pieces are in order and each yields one
    token or the BPE tokens of its bytes, so offsets per piece suffice.
 """
@@ -25,11 +23,11 @@ import functools
 import tensorflow as tf
 
 from tfgpt2.tokenizer import tables as bpe_tables, unicode_table
-from tfgpt2.tokenizer.ops import perfect_hash, pretokenize as pretokenize_ops, utf8 as utf8_ops
-from tfgpt2.tokenizer.ops.utf8 import shift_left, shift_right
-
-NO_RANK = bpe_tables.NO_RANK
-_I32 = tf.int32
+from tfgpt2.tokenizer.ops import (merge as merge_ops, perfect_hash, pretokenize as pretokenize_ops,
+                                  utf8 as utf8_ops, windows as window_ops)
+from tfgpt2.tokenizer.ops.pretokenize import Kind
+from tfgpt2.tokenizer.ops.tensor_utils import (I32 as _I32, exclusive_cumsum, flags_at,
+                                               flat_where, ragged_range, scatter, shift_right)
 
 
 def _scoped(name: str):
@@ -43,80 +41,6 @@ def _scoped(name: str):
     return decorate
 
 
-def _flat_where(mask: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.reshape(tf.where(mask), [-1]), _I32)
-
-
-def scatter(values: tf.Tensor, positions: tf.Tensor, n) -> tf.Tensor:
-    """[n] tensor with values[i] at positions[i] (distinct), 0 elsewhere.
-    (A segment sum: several times faster than scatter_nd on CPU.)"""
-    return tf.math.unsorted_segment_sum(values, positions, n)
-
-
-def _flags_at(positions: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
-    """bool [n], True at `positions` (each in [0, n]; repeats allowed)."""
-    marks = tf.math.unsorted_segment_max(tf.ones_like(positions), positions, n + 1)
-    return marks[:n] > 0
-
-
-def _exclusive_cumsum(x: tf.Tensor) -> tf.Tensor:
-    """[len(x) + 1]: 0, x0, x0 + x1, ..."""
-    return tf.concat([[0], tf.cumsum(x)], 0)
-
-
-def _ragged_range(starts: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Concatenated ranges [starts[i], starts[i] + lengths[i]) (lengths >= 1).
-    Returns (positions [sum], offsets [len + 1] of the ranges in the result,
-    first: bool [sum] marking each range's start)."""
-    offsets = _exclusive_cumsum(lengths)
-    total = offsets[-1]
-    # Steps of 1, except a jump at each range start: one cumsum, no gather.
-    prev_end = tf.concat([[0], starts[:-1] + lengths[:-1]], 0)
-    jumps = scatter(starts - prev_end + 1, offsets[:-1], total)
-    first = scatter(tf.ones_like(starts), offsets[:-1], total) > 0
-    positions = tf.cumsum(tf.where(first, jumps, 1)) - 1
-    return positions, offsets, first
-
-
-def _every_other_of_runs(candidate: tf.Tensor) -> tf.Tensor:
-    """Keep the 1st, 3rd, ... candidate of each run of consecutive candidates
-    (any run length)."""
-    index = tf.range(tf.size(candidate))
-    run_start = tf.logical_and(candidate, tf.logical_not(shift_right(candidate, 1, False)))
-    run = tf.maximum(tf.cumsum(tf.cast(run_start, _I32)) - 1, 0)
-    offset = index - tf.gather(_flat_where(run_start), run)
-    return tf.logical_and(candidate, tf.equal(tf.math.floormod(offset, 2), 0))
-
-
-def _non_overlapping(candidate: tf.Tensor) -> tf.Tensor:
-    """The left-to-right non-overlapping choice among candidate pairs: in a
-    run of consecutive candidates (only pairs (x, x) make runs) keep the
-    1st, 3rd, ...; most rounds have no run at all."""
-    adjacent = tf.reduce_any(tf.logical_and(candidate[:-1], candidate[1:]))
-    return tf.cond(adjacent, lambda: _every_other_of_runs(candidate), lambda: candidate)
-
-
-def _merge_round(tok, seg, num_seg, index, rank, merged):
-    """One BPE round over the active tokens [A] (sub-piece `seg`, first-byte
-    `index`); `rank`/`merged` per adjacent pair [A - 1] (NO_RANK: none).
-    Merges each sub-piece's lowest-rank pair wherever it occurs (left to
-    right, non-overlapping). Returns the tokens still active and the
-    (index, id) of tokens whose sub-piece has nothing left to merge."""
-    left_seg = seg[:-1]
-    rank = tf.where(tf.equal(left_seg, seg[1:]), rank, NO_RANK)
-    best = tf.math.unsorted_segment_min(rank, left_seg, num_seg)
-    candidate = tf.logical_and(tf.equal(rank, tf.gather(best, left_seg)), rank < NO_RANK)
-    chosen = _non_overlapping(candidate)
-    tok = tf.concat([tf.where(chosen, merged, tok[:-1]), tok[-1:]], 0)
-    absorbed = tf.concat([[False], chosen], 0)[: tf.size(tok)]
-    # best is the int32 maximum (= NO_RANK) for sub-pieces with no pair at all.
-    active = tf.gather(best < NO_RANK, seg)
-    finished = _flat_where(tf.logical_not(active))
-    keep = _flat_where(tf.logical_and(active, tf.logical_not(absorbed)))
-    return (tf.gather(tok, keep), tf.gather(seg, keep), tf.gather(index, keep),
-            tf.gather(index, finished), tf.gather(tok, finished))
-
-
 class BpeGraph:
     """TF constants for a BpeTables and the encode / decode graph functions."""
 
@@ -126,6 +50,10 @@ class BpeGraph:
         self.byte_ids = tf.constant(tables.byte_ids)
         self.byte_pair = tf.constant(tables.byte_pair)
         self.pairs = perfect_hash.Probe(tables.pairs)
+        lengths = tables.token_offsets[1:] - tables.token_offsets[:-1]
+        self.merger = merge_ops.Merger(self.byte_ids, self.byte_pair, self.pairs)
+        self.windowed = window_ops.WindowedBpe(self.merger, tf.constant(lengths),
+                                               tables.tie_period)
         self.pieces = perfect_hash.Probe(tables.pieces)
         self.bigram_in_vocab = tf.constant(tables.bigram_in_vocab)
         self.token_offsets = tf.constant(tables.token_offsets)
@@ -142,7 +70,7 @@ class BpeGraph:
         """Row starts, segment starts, and the special tokens found: a list of
         (positions, id), and bool [N] marking their bytes after the first."""
         n = tf.size(byte_values)
-        row_start = _flags_at(row_splits[:-1], n)
+        row_start = flags_at(row_splits[:-1], n)
         seg_start, inside, found_all = row_start, None, []
         if special_tokens:
             inner = []
@@ -150,9 +78,9 @@ class BpeGraph:
                 found = pretokenize_ops.find_special(byte_values, row_start, pattern)
                 found_all.append((found, token_id))
                 seg_start = tf.logical_or(seg_start, tf.logical_or(
-                    _flags_at(found, n), _flags_at(found + len(pattern), n)))
+                    flags_at(found, n), flags_at(found + len(pattern), n)))
                 inner.append(tf.reshape(found[:, None] + tf.range(1, len(pattern))[None, :], [-1]))
-            inside = _flags_at(tf.concat(inner, 0), n) if inner else None
+            inside = flags_at(tf.concat(inner, 0), n) if inner else None
         return row_start, seg_start, found_all, inside
 
     def piece_starts(self, byte_values: tf.Tensor, row_splits: tf.Tensor,
@@ -180,7 +108,11 @@ class BpeGraph:
                 is_special = is_special + tf.gather(marks, piece_pos)
             known = tf.logical_or(known, is_special > 0)
             piece_id = tf.where(is_special > 0, is_special - 1, piece_id)
-        bpe_piece = _flat_where(tf.logical_not(known))
+        # Pieces long enough to hold a long segment go last (see _bpe).
+        long_piece = piece_len > window_ops.LONG
+        bpe_piece = tf.concat([flat_where(tf.logical_and(tf.logical_not(known),
+                                                         tf.logical_not(long_piece))),
+                               flat_where(tf.logical_and(tf.logical_not(known), long_piece))], 0)
         bpe_ids, bpe_counts = self._bpe(byte_values, tf.gather(piece_pos, bpe_piece),
                                         tf.gather(piece_len, bpe_piece))
         return self._assemble(row_start, row_splits, piece_pos, piece_id, bpe_piece,
@@ -192,22 +124,22 @@ class BpeGraph:
         """Ids in text order and their row splits from the per-piece results."""
         num_pieces = tf.size(piece_pos)
         counts = tf.ones_like(piece_pos) + scatter(bpe_counts - 1, bpe_piece, num_pieces)
-        offsets = _exclusive_cumsum(counts)  # first output index of each piece
+        offsets = exclusive_cumsum(counts)  # first output index of each piece
         total = offsets[-1]
         # BPE tokens come grouped by piece, in order: shift each group by one
         # step per non-BPE piece before it (a cumsum of the per-group jumps).
-        bpe_offsets = _exclusive_cumsum(bpe_counts)[:-1]
+        bpe_offsets = exclusive_cumsum(bpe_counts)[:-1]
         shift = tf.gather(offsets, bpe_piece) - bpe_offsets
         jumps = scatter(shift - tf.concat([[0], shift[:-1]], 0), bpe_offsets, tf.size(bpe_ids))
         bpe_index = tf.range(tf.size(bpe_ids)) + tf.cumsum(jumps)
-        single = _flat_where(tf.logical_not(_flags_at(bpe_piece, num_pieces)))
+        single = flat_where(tf.logical_not(flags_at(bpe_piece, num_pieces)))
         index = tf.concat([tf.gather(offsets, single), bpe_index], 0)
         ids = scatter(tf.concat([tf.gather(piece_id, single), bpe_ids], 0), index, total)
         # Row r starts at its first piece; an empty row where the next one does.
-        first_piece = _flat_where(tf.gather(row_start, piece_pos))
+        first_piece = flat_where(tf.gather(row_start, piece_pos))
         nonempty = tf.cast(row_splits[1:] > row_splits[:-1], _I32)
         starts = tf.concat([tf.gather(offsets, first_piece), [total]], 0)
-        return ids, tf.gather(starts, _exclusive_cumsum(nonempty))
+        return ids, tf.gather(starts, exclusive_cumsum(nonempty))
 
     @_scoped("classes")
     def _kinds(self, code_points: tf.Tensor) -> tf.Tensor:
@@ -216,7 +148,7 @@ class BpeGraph:
         row = tf.gather(self.unicode_block_rows, tf.math.floordiv(cp, unicode_table.BLOCK))
         cls = tf.gather(self.unicode_rows, row * unicode_table.BLOCK
                         + tf.math.floormod(cp, unicode_table.BLOCK))
-        return tf.where(code_points < 0, pretokenize_ops.O, tf.gather(self.kind_of_class, cls))
+        return tf.where(code_points < 0, Kind.O, tf.gather(self.kind_of_class, cls))
 
     @_scoped("pieces")
     def _pieces(self, byte_values, row_start, seg_start, inside) -> tf.Tensor:
@@ -235,10 +167,10 @@ class BpeGraph:
         lead_kind = self._kinds(units.code_point)
         # Continuation bytes take the kind of their unit's first byte, the
         # nearest unit start 1 to 3 places back in the subset.
-        sub_kind = shift_right(lead_kind, 3, pretokenize_ops.O)
+        sub_kind = shift_right(lead_kind, 3, Kind.O)
         for back in (2, 1, 0):
             sub_kind = tf.where(shift_right(units.unit_start, back, True),
-                                shift_right(lead_kind, back, pretokenize_ops.O), sub_kind)
+                                shift_right(lead_kind, back, Kind.O), sub_kind)
         kind = tf.where(ascii, tf.gather(self.ascii_kinds, tf.minimum(byte_values, 127)),
                         units.scatter(sub_kind, n))
         starts = pretokenize_ops.piece_starts(
@@ -246,22 +178,22 @@ class BpeGraph:
         starts = tf.logical_and(starts, unit_start)
 
         # Multi-byte whitespace: the rule again, with the unit after it.
-        wide_space = tf.logical_and(tf.equal(lead_kind, pretokenize_ops.S_OTHER),
+        wide_space = tf.logical_and(tf.equal(lead_kind, Kind.S_OTHER),
                                     tf.logical_and(units.unit_start, units.complete))
         at = tf.boolean_mask(units.index, wide_space)
         after = at + tf.boolean_mask(units.valid_len, wide_space)
-        padded_kind = tf.concat([kind, [pretokenize_ops.NONE]], 0)
+        padded_kind = tf.concat([kind, [Kind.NONE]], 0)
         padded_new = tf.concat([seg_start, [True]], 0)
-        nxt = tf.where(tf.gather(padded_new, after), pretokenize_ops.NONE,
+        nxt = tf.where(tf.gather(padded_new, after), Kind.NONE,
                        tf.gather(padded_kind, after))
-        prev = tf.where(tf.gather(seg_start, at), pretokenize_ops.NONE,
+        prev = tf.where(tf.gather(seg_start, at), Kind.NONE,
                         tf.gather(padded_kind, tf.maximum(at - 1, 0)))
         redone = pretokenize_ops.rule_starts(prev, tf.gather(kind, at), nxt)
         fixed = tf.math.unsorted_segment_max(tf.ones_like(at), at, n) > 0
         starts = tf.where(fixed, scatter(tf.cast(redone, _I32), at, n) > 0, starts)
         if inside is not None:
             starts = tf.logical_and(starts, tf.logical_not(inside))
-        return _flat_where(starts)
+        return flat_where(starts)
 
     @_scoped("whole_tokens")
     def _whole_tokens(self, byte_values, piece_pos, piece_len):
@@ -287,47 +219,20 @@ class BpeGraph:
 
     @_scoped("bpe")
     def _bpe(self, byte_values, piece_pos, piece_len):
-        """BPE of the given pieces -> (ids [T_bpe] in text order, number of
-        tokens of each piece [len(piece_pos)])."""
-        pos, offsets, first = _ragged_range(piece_pos, piece_len)
+        """BPE of the given pieces -> (ids [T_bpe] in piece order, number of
+        tokens of each piece [len(piece_pos)]). Pieces longer than
+        windows.LONG must come last: only their bytes are looked at for long
+        segments."""
+        pos, offsets, first = ragged_range(piece_pos, piece_len)
         num_bytes = tf.size(pos)
         b = tf.gather(byte_values, pos)
         bigram = shift_right(b, 1, 0) * 256 + b
         seg_start = tf.logical_or(first, tf.logical_not(tf.gather(self.bigram_in_vocab, bigram)))
-        # Single-byte sub-pieces (e.g. in whitespace runs) are done already.
-        single = tf.logical_and(seg_start, shift_left(seg_start, 1, True))
-        single_index = _flat_where(single)
-        multi_index = _flat_where(tf.logical_not(single))
-        b = tf.gather(b, multi_index)
-        seg_start = tf.gather(seg_start, multi_index)
-        seg = tf.cumsum(tf.cast(seg_start, _I32)) - 1
-        num_seg = tf.reduce_sum(tf.cast(seg_start, _I32))
-
-        # Round 1 on raw bytes: the dense byte-pair table. Tokens are tracked
-        # by `index`, the position of their first byte among the BPE bytes.
-        pair = tf.gather(self.byte_pair, b[:-1] * 256 + b[1:])
-        tok, seg, index, first_index, first_ids = _merge_round(
-            tf.gather(self.byte_ids, b), seg, num_seg, multi_index, pair[:, 0], pair[:, 1])
-        # (The loop accumulates only what later rounds finish: less to copy.)
-        done_index, done_ids = tf.zeros([0], _I32), tf.zeros([0], _I32)
-
-        def body(tok, seg, index, done_index, done_ids):
-            left, right = tok[:-1], tok[1:]
-            found, value = self.pairs.lookup([left, right])
-            rank = tf.where(found, value[:, 0], NO_RANK)
-            t, s, i, di, dt = _merge_round(tok, seg, num_seg, index, rank, value[:, 1])
-            return t, s, i, tf.concat([done_index, di], 0), tf.concat([done_ids, dt], 0)
-
-        vector = tf.TensorShape([None])
-        *_, done_index, done_ids = tf.while_loop(
-            lambda tok, *_: tf.size(tok) > 0, body, (tok, seg, index, done_index, done_ids),
-            shape_invariants=(vector,) * 5)
-        single_ids = tf.gather(self.byte_ids, tf.gather(byte_values, tf.gather(pos, single_index)))
-        done_index = tf.concat([single_index, first_index, done_index], 0)
-        done_ids = tf.concat([single_ids, first_ids, done_ids], 0)
-        # Text order: place each token at its first byte, then compact.
+        num_short = tf.reduce_sum(tf.cast(piece_len <= window_ops.LONG, _I32))
+        done_index, done_ids = self.windowed(b, seg_start, tf.gather(offsets, num_short))
+        # Piece order: place each token at its first byte, then compact.
         at_byte = scatter(done_ids + 1, done_index, num_bytes)
-        starts = _flat_where(at_byte > 0)
+        starts = flat_where(at_byte > 0)
         # A piece's first byte starts a token: tokens before it = its rank.
         rank = tf.concat([scatter(tf.range(tf.size(starts)), starts, num_bytes),
                           [tf.size(starts)]], 0)
@@ -342,11 +247,11 @@ class BpeGraph:
         are not valid UTF-8 become U+FFFD as with `errors="replace"`."""
         begin = tf.gather(self.token_offsets, ids)
         length = tf.gather(self.token_offsets, ids + 1) - begin
-        offsets = _exclusive_cumsum(length)
+        offsets = exclusive_cumsum(length)
         nonempty = length > 0
-        positions, _, _ = _ragged_range(tf.boolean_mask(begin, nonempty),
+        positions, _, _ = ragged_range(tf.boolean_mask(begin, nonempty),
                                         tf.boolean_mask(length, nonempty))
         raw = tf.gather(self.token_bytes, positions)
         raw_splits = tf.gather(offsets, row_splits)
-        fixed, new_offsets = utf8_ops.replace_invalid(raw, _flags_at(raw_splits[:-1], tf.size(raw)))
+        fixed, new_offsets = utf8_ops.replace_invalid(raw, flags_at(raw_splits[:-1], tf.size(raw)))
         return fixed, tf.gather(new_offsets, raw_splits)

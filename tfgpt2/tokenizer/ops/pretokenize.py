@@ -1,4 +1,4 @@
-"""GPT-2's pre-tokenizer as local rules over code points (DESIGN.md §2b).
+"""GPT-2's pre-tokenizer as local rules over code points (docs/tokenizer.md).
 
 OpenAI's pattern
     's|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+
@@ -23,29 +23,51 @@ special tokens first, so segment edges act as the start and end of text.
 
 from __future__ import annotations
 
+import enum
 import itertools
 
 import numpy as np
 import tensorflow as tf
 
 from tfgpt2.tokenizer import unicode_table
-from tfgpt2.tokenizer.ops.utf8 import shift_left, shift_right
+from tfgpt2.tokenizer.ops.tensor_utils import (any_equal, flags_at, flat_where, shift_left,
+                                               shift_right)
+from tfgpt2.tokenizer.unicode_table import CharClass
 
-# Kinds: the class, with the plain space and the apostrophe told apart.
-NONE, L, N, O, SPACE, S_OTHER, APOSTROPHE = range(7)
-NUM_KINDS = 7
-_CLASS_OF_KIND = {L: "L", N: "N", O: "O", APOSTROPHE: "O", SPACE: "S", S_OTHER: "S"}
-KIND_OF_CLASS = np.zeros(4, np.int32)  # unicode_table class -> kind
-KIND_OF_CLASS[[unicode_table.O, unicode_table.L, unicode_table.N, unicode_table.S]] = [
-    O, L, N, S_OTHER]
+
+class Kind(enum.IntEnum):
+    """What the rules see of a unit: its `CharClass`, with the plain space
+    and the apostrophe told apart, and NONE for "outside the segment"."""
+
+    NONE = 0
+    L = 1
+    N = 2
+    O = 3
+    SPACE = 4  # U+0020 only
+    S_OTHER = 5  # any other \\s
+    APOSTROPHE = 6  # U+0027, class O
+
+
+NUM_KINDS = len(Kind)
+# The class each kind stands for (NONE stands for none).
+CLASS_OF_KIND = {Kind.L: CharClass.L, Kind.N: CharClass.N, Kind.O: CharClass.O,
+                 Kind.APOSTROPHE: CharClass.O, Kind.SPACE: CharClass.S,
+                 Kind.S_OTHER: CharClass.S}
+# The kind of a non-ASCII code point of each class (the plain space and the
+# apostrophe are ASCII: see ascii_kinds).
+KIND_OF_CLASS = np.zeros(len(CharClass), np.int32)
+for _cls, _kind in {CharClass.O: Kind.O, CharClass.L: Kind.L, CharClass.N: Kind.N,
+                    CharClass.S: Kind.S_OTHER}.items():
+    KIND_OF_CLASS[_cls] = _kind
 
 _ONE_LETTER = tuple(map(ord, "stmd"))
 _TWO_LETTERS = tuple((ord(a), ord(b)) for a, b in ("re", "ve", "ll"))
 
 
 def ascii_kinds() -> np.ndarray:
+    """int32 [128]: the kind of each ASCII byte."""
     kinds = KIND_OF_CLASS[unicode_table.classes_of(np.arange(128))]
-    kinds[ord(" ")], kinds[ord("'")] = SPACE, APOSTROPHE
+    kinds[ord(" ")], kinds[ord("'")] = Kind.SPACE, Kind.APOSTROPHE
     return kinds.astype(np.int32)
 
 
@@ -53,27 +75,21 @@ def _rule_table() -> np.ndarray:
     """int32 [7**3]: 1 if a unit of kind `cur` between `prev` and `next`
     (NONE outside the segment) starts a piece, by rules 1-3."""
     table = np.zeros(NUM_KINDS**3, np.int32)
-    for prev, cur, nxt in itertools.product(range(NUM_KINDS), repeat=3):
-        if cur == NONE:
+    for prev, cur, nxt in itertools.product(Kind, repeat=3):
+        if cur == Kind.NONE:
             continue
-        c, p = _CLASS_OF_KIND[cur], _CLASS_OF_KIND.get(prev)
+        c, p = CLASS_OF_KIND[cur], CLASS_OF_KIND.get(prev)
         start = p is None or c != p
-        if c == "S" and p == "S" and nxt != NONE and _CLASS_OF_KIND[nxt] != "S":
+        if c == CharClass.S and p == CharClass.S and nxt != Kind.NONE \
+                and CLASS_OF_KIND[nxt] != CharClass.S:
             start = True
-        if prev == SPACE and c != "S":
+        if prev == Kind.SPACE and c != CharClass.S:
             start = False
         table[(prev * NUM_KINDS + cur) * NUM_KINDS + nxt] = start
     return table
 
 
 RULE_TABLE = _rule_table()
-
-
-def _any_equal(x: tf.Tensor, values) -> tf.Tensor:
-    out = tf.equal(x, values[0])
-    for v in values[1:]:
-        out = tf.logical_or(out, tf.equal(x, v))
-    return out
 
 
 def rule_starts(prev: tf.Tensor, kind: tf.Tensor, nxt: tf.Tensor) -> tf.Tensor:
@@ -94,21 +110,21 @@ def piece_starts(kind: tf.Tensor, seg_start: tf.Tensor, first_byte_of) -> tf.Ten
     letters of contractions are ASCII, so the contraction rule is unchanged.
     """
     m = tf.size(kind)
-    prev = tf.where(seg_start, NONE, shift_right(kind, 1, NONE))
+    prev = tf.where(seg_start, Kind.NONE, shift_right(kind, 1, Kind.NONE))
     next_is_new = shift_left(seg_start, 1, True)
-    nxt = tf.where(next_is_new, NONE, shift_left(kind, 1, NONE))
+    nxt = tf.where(next_is_new, Kind.NONE, shift_left(kind, 1, Kind.NONE))
     start = rule_starts(prev, kind, nxt)
 
     # Contractions, on the apostrophes only.
-    apostrophe = tf.cast(tf.reshape(tf.where(tf.equal(kind, APOSTROPHE)), [-1]), tf.int32)
+    apostrophe = flat_where(tf.equal(kind, Kind.APOSTROPHE))
     before = tf.gather(prev, apostrophe)
-    opens = tf.logical_or(_any_equal(before, (NONE, L, N)), tf.equal(before, S_OTHER))
+    opens = any_equal(before, (Kind.NONE, Kind.L, Kind.N, Kind.S_OTHER))
     padded_new = tf.concat([seg_start, [True, True]], 0)
     one_in_seg = tf.logical_not(tf.gather(padded_new, apostrophe + 1))
     two_in_seg = tf.logical_and(one_in_seg, tf.logical_not(tf.gather(padded_new, apostrophe + 2)))
     n1 = tf.where(one_in_seg, first_byte_of(tf.minimum(apostrophe + 1, m - 1)), -1)
     n2 = tf.where(two_in_seg, first_byte_of(tf.minimum(apostrophe + 2, m - 1)), -1)
-    one = tf.logical_and(opens, _any_equal(n1, _ONE_LETTER))
+    one = tf.logical_and(opens, any_equal(n1, _ONE_LETTER))
     two = tf.logical_and(opens, tf.logical_or(tf.logical_or(
         tf.logical_and(tf.equal(n1, _TWO_LETTERS[0][0]), tf.equal(n2, _TWO_LETTERS[0][1])),
         tf.logical_and(tf.equal(n1, _TWO_LETTERS[1][0]), tf.equal(n2, _TWO_LETTERS[1][1]))),
@@ -120,8 +136,8 @@ def piece_starts(kind: tf.Tensor, seg_start: tf.Tensor, first_byte_of) -> tf.Ten
                            tf.boolean_mask(apostrophe + 3, two)], 0)
     no_start_at = tf.concat([tf.boolean_mask(apostrophe + 1, tf.logical_or(one, two)),
                              tf.boolean_mask(apostrophe + 2, two)], 0)
-    forced = tf.math.unsorted_segment_max(tf.ones_like(starts_at), starts_at, m + 3)[:m] > 0
-    cleared = tf.math.unsorted_segment_max(tf.ones_like(no_start_at), no_start_at, m + 3)[:m] > 0
+    forced = flags_at(tf.minimum(starts_at, m), m)
+    cleared = flags_at(tf.minimum(no_start_at, m), m)
     return tf.logical_or(tf.logical_and(start, tf.logical_not(cleared)), forced)
 
 
@@ -135,7 +151,7 @@ def find_special(byte_values: tf.Tensor, row_start: tf.Tensor, pattern: bytes) -
     if pattern[0] in pattern[1:]:
         raise ValueError(f"special token {pattern!r} could overlap itself; unsupported")
     width = len(pattern)
-    candidates = tf.cast(tf.reshape(tf.where(tf.equal(byte_values, pattern[0])), [-1]), tf.int32)
+    candidates = flat_where(tf.equal(byte_values, pattern[0]))
     padded_bytes = tf.concat([byte_values, tf.fill([width], -1)], 0)
     padded_row_start = tf.concat([row_start, tf.fill([width], True)], 0)
     places = candidates[:, None] + tf.range(width)[None, :]

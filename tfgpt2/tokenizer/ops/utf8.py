@@ -20,24 +20,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfgpt2.tokenizer.ops.tensor_utils import between, flat_where, scatter, shift_left, shift_right
+
 INVALID = -1  # code point of an invalid unit
 REPLACEMENT_UTF8 = (0xEF, 0xBF, 0xBD)  # U+FFFD
-
-
-def shift_left(x: tf.Tensor, k: int, fill) -> tf.Tensor:
-    """y[i] = x[i + k], `fill` past the end."""
-    pad = tf.fill([tf.minimum(tf.size(x), k)], tf.cast(fill, x.dtype))
-    return tf.concat([x[k:], pad], 0)
-
-
-def shift_right(x: tf.Tensor, k: int, fill) -> tf.Tensor:
-    """y[i] = x[i - k], `fill` before the start."""
-    pad = tf.fill([tf.minimum(tf.size(x), k)], tf.cast(fill, x.dtype))
-    return tf.concat([pad, x[: tf.maximum(tf.size(x) - k, 0)]], 0)
-
-
-def _between(x: tf.Tensor, lo, hi) -> tf.Tensor:
-    return tf.logical_and(x >= lo, x <= hi)
 
 
 class NonAsciiUnits:
@@ -52,7 +38,7 @@ class NonAsciiUnits:
     """
 
     def __init__(self, byte_values: tf.Tensor, row_start: tf.Tensor):
-        index = tf.cast(tf.reshape(tf.where(byte_values >= 0x80), [-1]), tf.int32)
+        index = flat_where(byte_values >= 0x80)
         b = tf.gather(byte_values, index)
         starts_row = tf.gather(row_start, index)
         self.index = index
@@ -67,14 +53,14 @@ class NonAsciiUnits:
             return tf.where(tf.logical_and(in_place, no_row_start), shift_left(b, k, -1), -1)
 
         b1, b2, b3 = following(1), following(2), following(3)
-        need = tf.where(_between(b, 0xC2, 0xDF), 2,
-                        tf.where(_between(b, 0xE0, 0xEF), 3,
-                                 tf.where(_between(b, 0xF0, 0xF4), 4, 0)))
+        need = tf.where(between(b, 0xC2, 0xDF), 2,
+                        tf.where(between(b, 0xE0, 0xEF), 3,
+                                 tf.where(between(b, 0xF0, 0xF4), 4, 0)))
         lo1 = tf.where(tf.equal(b, 0xE0), 0xA0, tf.where(tf.equal(b, 0xF0), 0x90, 0x80))
         hi1 = tf.where(tf.equal(b, 0xED), 0x9F, tf.where(tf.equal(b, 0xF4), 0x8F, 0xBF))
-        ok1 = tf.logical_and(need >= 2, _between(b1, lo1, hi1))
-        ok2 = tf.logical_and(tf.logical_and(ok1, need >= 3), _between(b2, 0x80, 0xBF))
-        ok3 = tf.logical_and(tf.logical_and(ok2, need >= 4), _between(b3, 0x80, 0xBF))
+        ok1 = tf.logical_and(need >= 2, between(b1, lo1, hi1))
+        ok2 = tf.logical_and(tf.logical_and(ok1, need >= 3), between(b2, 0x80, 0xBF))
+        ok3 = tf.logical_and(tf.logical_and(ok2, need >= 4), between(b3, 0x80, 0xBF))
         valid_len = 1 + tf.cast(ok1, tf.int32) + tf.cast(ok2, tf.int32) + tf.cast(ok3, tf.int32)
         self.valid_len = valid_len
         self.complete = tf.equal(valid_len, need)
@@ -90,7 +76,7 @@ class NonAsciiUnits:
 
     def scatter(self, values: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
         """Subset values -> [n] tensor (zeros at the ASCII positions)."""
-        return tf.math.unsorted_segment_sum(values, self.index, n)
+        return scatter(values, self.index, n)
 
 
 def replace_invalid(byte_values: tf.Tensor, row_start: tf.Tensor) -> tf.Tensor:
@@ -116,7 +102,7 @@ def replace_invalid(byte_values: tf.Tensor, row_start: tf.Tensor) -> tf.Tensor:
     offsets = tf.concat([[0], tf.cumsum(emit)], 0)
     total = offsets[-1]
     # For every output byte: the input byte that emits it and its rank there.
-    emitter = tf.cast(tf.reshape(tf.where(emit > 0), [-1]), tf.int32)
+    emitter = flat_where(emit > 0)
     first_out = tf.gather(offsets, emitter)
     owner = tf.cumsum(tf.math.unsorted_segment_sum(tf.ones_like(first_out), first_out, total)) - 1
     source = tf.gather(emitter, owner)
