@@ -77,7 +77,11 @@ class CausalLMLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=None, **kwargs)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return causal_lm_loss(y_pred, y_true, sample_weight)
+        loss = causal_lm_loss(y_pred, y_true, sample_weight)
+        # As Keras' own losses: under tf.distribute each replica returns its
+        # share, and the summed gradients make the mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def call(self, y_true, y_pred):  # unused: __call__ handles the weights itself
         nll, _ = token_nll(y_pred, y_true)
