@@ -54,8 +54,8 @@ def find_files(patterns, what: str = "train_files") -> list[str]:
             matched = [p for p in globlib.glob(part, recursive=True) if os.path.isfile(p)]
             if not matched:
                 raise FileNotFoundError(
-                    f"No file matches {what}={part!r}. Check the path, and quote the glob so "
-                    "the shell passes it through (e.g. --train_files='data/*.txt').")
+                    f"No file matches the {what} glob {part!r}. Check the path, and quote the "
+                    "glob so the shell passes it through (e.g. --train_files='data/*.txt').")
             paths.update(os.path.abspath(p) for p in matched)
     if not paths:
         raise FileNotFoundError(f"{what} is empty: give a glob of UTF-8 text files.")
