@@ -56,7 +56,8 @@ def finetune(config: FinetuneConfig | None = None, *, callbacks=None, verbose: b
         with `{"loss", "learning_rate", "grad_norm"}` and
         `on_test_end` with `{"eval_loss", "eval_perplexity"}`.
       verbose: show the progress bar.
-      strategy: a `tf.distribute.Strategy` to use instead of `config.strategy`.
+      strategy: a `tf.distribute.Strategy` object to use instead of
+        `config.strategy` (a strategy name here is taken as the setting).
       **settings: `FinetuneConfig` fields.
 
     Returns:
@@ -70,6 +71,8 @@ def finetune(config: FinetuneConfig | None = None, *, callbacks=None, verbose: b
     >>> result.history["loss"][-1], result.history["eval_perplexity"]
     >>> result.model.generate("Once upon a time", max_new_tokens=40)
     """
+    if isinstance(strategy, str):  # the setting's name, not a strategy object
+        settings["strategy"], strategy = strategy, None
     if config is None:
         config = FinetuneConfig(**settings)
     elif settings:
