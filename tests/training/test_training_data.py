@@ -127,12 +127,15 @@ def test_non_utf8_file_is_refused_with_its_byte_offset(tmp_path):
         data.check_text_files(data.find_files(str(tmp_path / "*.txt")))
 
 
-def test_empty_files_are_skipped_with_a_warning(tmp_path, caplog):
+def test_empty_files_are_skipped_with_a_warning(tmp_path, capsys):
     (tmp_path / "a.txt").write_text("text", encoding="utf-8")
     (tmp_path / "b.txt").write_text("", encoding="utf-8")
     (tmp_path / "c.txt").write_text(" \n\t\n", encoding="utf-8")
     kept = data.check_text_files(data.find_files(str(tmp_path / "*.txt")))
     assert [p.rsplit("/", 1)[1] for p in kept] == ["a.txt"]
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [f"warning: skipping {tmp_path / name}: it is empty or holds only "
+                        "whitespace." for name in ("b.txt", "c.txt")]
     (tmp_path / "a.txt").write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match="Every file of train_files is empty"):
         data.check_text_files(data.find_files(str(tmp_path / "*.txt")))

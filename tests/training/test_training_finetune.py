@@ -64,6 +64,10 @@ def test_loss_falls_and_the_passage_comes_back_by_greedy_decoding(tiny_dir, pass
                       checkpoint_every=20, verbose=False)
     losses = result.history["loss"]
     assert len(losses) == 40 and losses[0] > 10 and losses[-1] < 0.1 * losses[0]
+    # Each step logs the rate it used: warmup (s + 1) / 5 of the peak, then cosine.
+    assert result.history["learning_rate"][:2] == pytest.approx([2e-3, 4e-3])
+    last = 1e-3 + 0.5 * 9e-3 * (1 + math.cos(math.pi * (39 - 5) / (40 - 5)))
+    assert result.history["learning_rate"][-1] == pytest.approx(last, rel=1e-5)
 
     ids = tiktoken_gpt2().encode_ordinary(PASSAGE) + [EOS]
     model = GPT2LMHeadModel.from_pretrained(out)

@@ -25,7 +25,6 @@ import shutil
 import time
 from pathlib import Path
 
-from absl import logging
 
 MANIFEST = "manifest.json"
 STATE_PREFIX = "state"
@@ -157,4 +156,3 @@ def check_compatible(path: Path, manifest: dict, expected: dict) -> None:
             f"cannot be continued with these settings:\n  {shown}\n"
             "Use a new --output_dir, or rerun with the checkpoint's settings, or delete "
             f"{path.parent} to start over.")
-    logging.info("Resuming from %s.", path)

@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from absl import logging
+from tfgpt2.training.console import say, warn
 
 TOKENIZE_BATCH = 64  # documents per tokenizer call
 
@@ -76,7 +76,7 @@ def check_text_files(paths: list[str], what: str = "train_files") -> list[str]:
                 "Convert it (e.g. `iconv -f latin1 -t utf-8`) or remove it from "
                 f"{what}.") from None
         if not text.strip():
-            logging.warning("Skipping %s: it is empty or holds only whitespace.", path)
+            warn(f"skipping {path}: it is empty or holds only whitespace.")
             continue
         kept.append(path)
     if not kept:
@@ -151,21 +151,24 @@ def token_stream(paths: list[str], tokenizer, separator: str, cache_dir: str | N
             try:
                 return np.load(cache, mmap_mode="r")
             except (ValueError, OSError):
-                logging.warning("Token cache %s is unreadable; tokenizing again.", cache)
-    logging.info("Tokenizing %d %s files...", len(paths), what)
+                warn(f"token cache {cache} is unreadable; tokenizing again.")
+    size = sum(os.path.getsize(p) for p in paths)
+    say(f"Tokenizing {len(paths)} {what} file(s), {size / 1e6:.1f} MB...")
     tokens = tokenize_files(paths, tokenizer, separator)
-    logging.info("%s: %d tokens from %d files.", what, tokens.size, len(paths))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".tmp")
+        tmp = None
         try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 np.save(f, tokens)
             os.replace(tmp, cache)
         except OSError as err:  # a cache is an optimisation: warn, train on
-            logging.warning("Could not write the token cache %s (%s).", cache, err)
-            if os.path.exists(tmp):
+            warn(f"could not write the token cache {cache} ({err.strerror or err}).")
+            if tmp and os.path.exists(tmp):
                 os.remove(tmp)
+            cache = None
+    say(f"{what}: {tokens.size:,} tokens" + (f", cached in {cache}" if cache else "") + ".")
     return tokens
 
 

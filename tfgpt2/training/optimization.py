@@ -58,8 +58,13 @@ def decayed(variable) -> bool:
 
 def make_optimizer(config: FinetuneConfig, model):
     """AdamW (wrapped in a LossScaleOptimizer for fp16), built on the model's
-    trainable weights. Gradient clipping is done by the train step on the
-    all-reduced gradient (Keras would clip each replica's part)."""
+    trainable weights, and its learning-rate schedule. Gradient clipping is
+    done by the train step on the all-reduced gradient (Keras would clip
+    each replica's part).
+
+    Returns:
+      `(optimizer, schedule)`.
+    """
     schedule = WarmupDecay(config.learning_rate, config.warmup_steps, config.train_steps,
                            config.lr_schedule, config.min_lr_ratio)
     optimizer = keras.optimizers.AdamW(
@@ -71,4 +76,4 @@ def make_optimizer(config: FinetuneConfig, model):
     if config.mixed_precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    return optimizer
+    return optimizer, schedule

@@ -67,9 +67,8 @@ class FinetuneConfig:
       adam_beta1, adam_beta2, adam_epsilon: AdamW's moments (nanoGPT/GPT-3
         values).
       log_every: steps between TensorBoard and progress updates.
-      jit_compile: XLA-compile the step (None: yes, except on the stand-in of
-        several logical CPU devices, where XLA cannot place a variable of
-        another device).
+      jit_compile: XLA-compile each replica's step (None: yes). False runs it
+        as a plain TF graph (slower here: 14 vs 9 s/step on the small config).
     """
 
     train_files: str | list[str] = ""

@@ -5,6 +5,8 @@ seeds, loops over its accumulation micro-batches (a `tf.while_loop`, one
 micro-batch's activations alive at a time) and returns the summed gradient
 of its share of the global mean loss. Outside XLA the replicas all-reduce
 that gradient, clip its global norm, and the Keras optimizer applies it.
+With a single replica (and no fp16 loss scaling) the clipping and the
+update are part of the same XLA program.
 
 Why this gives the same weights under every strategy: each row's loss is
 divided by the number of targets of the whole global batch (computed by the
@@ -48,6 +50,11 @@ class Steps:
         self.variables = model.trainable_variables
         self.seed_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         self._grads = tf.function(self._replica_grads, jit_compile=jit_compile)
+        # One replica needs no all-reduce between gradient and update, so
+        # the update joins the same XLA program (the AdamW arithmetic over
+        # every weight fuses). fp16's loss-scale bookkeeping stays outside.
+        self._fused = self.num_replicas == 1 and not self.loss_scaling
+        self._update = tf.function(self._replica_update, jit_compile=jit_compile)
         self._eval_sums = tf.function(self._replica_eval_sums, jit_compile=jit_compile)
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
@@ -96,19 +103,33 @@ class Steps:
         return tf.stack([tf.stack([tf.constant(s, tf.int64), counter]) for s in streams]) \
             if streams else tf.zeros([0, 2], tf.int64)
 
-    def _replica_step(self, batch, step):
-        ctx = tf.distribute.get_replica_context()
-        scale = self.optimizer.dynamic_scale if self.loss_scaling else tf.ones([])
-        loss, grads = self._grads(batch["tokens"], batch["mask"], batch["denominator"][0],
-                                  self._dropout_seeds(step), tf.convert_to_tensor(scale))
-        if self.num_replicas > 1:
-            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
-            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    def _clip(self, grads, scale):
+        """(norm of the unscaled gradient, gradient clipped to clip_norm)."""
         scale = tf.cast(scale, tf.float32)
         grad_norm = tf.linalg.global_norm(grads) / scale
         if self.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_norm * scale,
                                               use_norm=grad_norm * scale)
+        return grad_norm, grads
+
+    def _replica_update(self, tokens, mask, denominator, seeds):
+        loss, grads = self._replica_grads(tokens, mask, denominator, seeds, tf.ones([]))
+        grad_norm, grads = self._clip(grads, 1.0)
+        self.optimizer.apply(grads, self.variables)
+        return loss, grad_norm
+
+    def _replica_step(self, batch, step):
+        ctx = tf.distribute.get_replica_context()
+        inputs = (batch["tokens"], batch["mask"], batch["denominator"][0],
+                  self._dropout_seeds(step))
+        if self._fused:
+            return self._update(*inputs)
+        scale = self.optimizer.dynamic_scale if self.loss_scaling else tf.ones([])
+        loss, grads = self._grads(*inputs, tf.convert_to_tensor(scale))
+        if self.num_replicas > 1:
+            loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        grad_norm, grads = self._clip(grads, scale)
         if self.num_replicas > 1:
             # The Keras optimizer sums the replicas' gradients again; they
             # are the global gradient already.

@@ -63,9 +63,3 @@ def is_chief(strategy) -> bool:
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
-
-def uses_cpu_stand_in(strategy) -> bool:
-    """Several replicas on logical CPU devices (how GPUs are stood in for on
-    a CPU machine): XLA cannot use a variable of another logical device."""
-    devices = getattr(strategy.extended, "worker_devices", ())
-    return len(devices) > 1 and all("CPU" in d.upper() for d in devices)

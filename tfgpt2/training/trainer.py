@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from absl import logging
+from tfgpt2.training.console import say
 
 from tfgpt2.training.settings import FinetuneConfig
 
@@ -191,13 +191,14 @@ class _Run:
         with strategy.scope():
             model = GPT2LMHeadModel.from_pretrained(
                 config.model, config=gpt2_config, dtype=config.compute_dtype_policy)
-            optimizer = make_optimizer(config, model)
+            optimizer, schedule = make_optimizer(config, model)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         start = 0
         if latest is not None:
             store.restore(checkpoint, latest[1])
             start = latest[0]
-            logging.info("Resumed at step %d of %d from %s.", start, config.train_steps, latest[1])
+            if self.chief:
+                say(f"Resuming at step {start} of {config.train_steps} from {latest[1]}.")
 
         steps = Steps(model, optimizer, strategy, grad_accum_steps=config.grad_accum_steps,
                       clip_norm=config.clip_norm, seed=config.seed,
@@ -208,7 +209,6 @@ class _Run:
         train_data = strategy.distribute_datasets_from_function(
             lambda ctx: data.train_dataset(self.train_corpus, layout, config.seed, start,
                                            config.train_steps, ctx))
-        schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else None
         if callbacks:
             callbacks.on_train_begin()
         tokens_per_step = config.global_batch_size * config.seq_len
@@ -232,7 +232,7 @@ class _Run:
             now = time.perf_counter()
             speed = tokens_per_step / (now - tick)
             tick = now
-            lr = float(schedule(optimizer.iterations - 1)) if schedule else float(optimizer.learning_rate)
+            lr = float(schedule(int(optimizer.iterations.value.numpy()) - 1))  # this step's rate
             if self.chief:
                 report.train_step(step, loss, lr, grad_norm, speed,
                                   show=step % config.log_every == 0 or step == config.train_steps)
@@ -254,14 +254,11 @@ class _Run:
         report.close()
         if callbacks:
             callbacks.on_train_end({"loss": loss})
-        if step == config.train_steps and latest is not None and latest[0] == step:
-            logging.info("The checkpoint in %s is already at step %d.", store.directory, step)
         if self.chief:
             model.save_pretrained(self.output_dir)
             if self.verbose:
-                print(f"Fine-tuned model (step {step}) written to {self.output_dir} "
-                      f"(Hugging Face layout; GPT2LMHeadModel.from_pretrained({str(self.output_dir)!r}) "
-                      "loads it).", flush=True)
+                say(f"Fine-tuned model (step {step}) written to {self.output_dir} (Hugging Face "
+                    f"layout; GPT2LMHeadModel.from_pretrained({str(self.output_dir)!r}) loads it).")
         return FinetuneResult(model=model, history=report.history,
                               output_dir=os.fspath(self.output_dir), step=step)
 
