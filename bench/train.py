@@ -77,8 +77,8 @@ class TfGpt2:
         import tensorflow as tf
 
         from tfgpt2 import GPT2Config, GPT2LMHeadModel
-        from tfgpt2.training.settings import FinetuneConfig
         from tfgpt2.training.optimization import make_optimizer
+        from tfgpt2.training.settings import FinetuneConfig
         from tfgpt2.training.step import Steps
 
         strategy = tf.distribute.OneDeviceStrategy("/cpu:0")

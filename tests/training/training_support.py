@@ -69,7 +69,7 @@ def run_python(code: str, env: dict | None = None, timeout: float = 600):
     """Run `code` in a fresh interpreter (tf.distribute set-ups are per process)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full_env, text=True,
-                          capture_output=True, timeout=timeout)
+                          capture_output=True, timeout=timeout, check=False)
 
 
 def main_py(*flags: str) -> list[str]:

@@ -25,7 +25,6 @@ import shutil
 import time
 from pathlib import Path
 
-
 MANIFEST = "manifest.json"
 STATE_PREFIX = "state"
 _NAME = re.compile(r"^ckpt-(\d+)$")

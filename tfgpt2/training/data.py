@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from tfgpt2.training.console import say, warn
 
 TOKENIZE_BATCH = 64  # documents per tokenizer call

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from tfgpt2.training.console import say
-
 from tfgpt2.training.settings import FinetuneConfig
 
 
