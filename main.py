@@ -12,9 +12,9 @@ if "--tf_logs" not in sys.argv:
 
 from absl import app, flags  # noqa: E402
 
-from tfgpt2.cli import CliError, common, evaluate, flag_spelling, generate  # noqa: E402
+from tfgpt2.cli import CliError, common, evaluate, finetune, flag_spelling, generate  # noqa: E402
 
-MODES = {mode.name: mode for mode in (generate.MODE, evaluate.MODE)}
+MODES = {mode.name: mode for mode in (generate.MODE, evaluate.MODE, finetune.MODE)}
 
 flags.DEFINE_enum("mode", "generate", list(MODES), "What to run; see the modes above.")
 FLAGS = flags.FLAGS

@@ -10,3 +10,7 @@ flags.DEFINE_bool(
     "tf_logs", False,
     "Show TensorFlow's C++ start-up log lines (hidden by default; setting "
     "TF_CPP_MIN_LOG_LEVEL in the environment also keeps them).")
+flags.DEFINE_integer(
+    "seed", None,
+    "Seed: of the sampling in generate (default: unseeded), of the data order and dropout "
+    "in finetune (default: 0).")

@@ -20,7 +20,6 @@ flags.DEFINE_float("top_p", 1.0, "Nucleus (top-p) filter for sampling, in (0, 1]
 flags.DEFINE_integer("num_beams", 1, "Beam search width; > 1 implies --nodo_sample.")
 flags.DEFINE_integer("num_return_sequences", 1, "Continuations per prompt.")
 flags.DEFINE_float("repetition_penalty", 1.0, "CTRL repetition penalty (1 = off).")
-flags.DEFINE_integer("seed", None, "Seed for reproducible sampling.")
 flags.DEFINE_bool("stream", False, "Print the text as it is generated (one --prompt).")
 flags.DEFINE_bool("truncate_prompt", False,
                   "Keep the prompt's last tokens when prompt + new tokens exceed the context.")

@@ -27,13 +27,32 @@ def token_nll(logits, input_ids, attention_mask=None):
       tokens up to t, and 1.0 where that target counts, else 0.0 (nll is 0
       there too).
     """
-    logits = tf.cast(logits[:, :-1], tf.float32)
-    targets = tf.cast(input_ids[:, 1:], tf.int32)
     if attention_mask is None:
-        weight = tf.ones(tf.shape(targets), tf.float32)
+        weight = None
     else:
         mask = tf.cast(attention_mask, tf.float32)
         weight = mask[:, 1:] * mask[:, :-1]
+    return target_nll(logits[:, :-1], input_ids[:, 1:], weight)
+
+
+def target_nll(logits, targets, weight=None):
+    """Negative log-likelihood of given next tokens: `logits[:, t]` scored
+    against `targets[:, t]` (already shifted). Training on packed blocks
+    uses it: the model sees `block[:, :-1]` and predicts `block[:, 1:]`, so
+    a block of n_positions + 1 tokens gives n_positions targets.
+
+    Args:
+      logits: [B, T, V] (any float dtype; computed in float32).
+      targets: [B, T] int token ids.
+      weight: optional [B, T] of 0/1; None means every target counts.
+
+    Returns:
+      `(nll, weight)`, both float32 [B, T], nll 0 where weight is 0.
+    """
+    logits = tf.cast(logits, tf.float32)
+    targets = tf.cast(targets, tf.int32)
+    weight = (tf.ones(tf.shape(targets), tf.float32) if weight is None
+              else tf.cast(weight, tf.float32))
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
     return nll * weight, weight
 
@@ -58,7 +77,11 @@ class CausalLMLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=None, **kwargs)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return causal_lm_loss(y_pred, y_true, sample_weight)
+        loss = causal_lm_loss(y_pred, y_true, sample_weight)
+        # As Keras' own losses: under tf.distribute each replica returns its
+        # share, and the summed gradients make the mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def call(self, y_true, y_pred):  # unused: __call__ handles the weights itself
         nll, _ = token_nll(y_pred, y_true)

@@ -291,6 +291,30 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
             outputs["hidden_states"] = all_hidden
         return outputs
 
+    # --- Keras compile / fit -----------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """`keras.Model.compile`; without a `loss`, the causal-LM loss
+        (`CausalLMLoss`), as keras-hub's `GPT2CausalLM` does."""
+        if loss is None:
+            from tfgpt2.modeling.losses import CausalLMLoss
+
+            loss = CausalLMLoss()
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras `fit`/`evaluate` on token ids: without `y`, the labels are
+        the input ids (the loss shifts them) and the attention mask is the
+        sample weight; the compiled loss sees the `logits` output."""
+        if y is None:
+            features = x if isinstance(x, Mapping) else {"input_ids": x}
+            y = features["input_ids"]
+            if sample_weight is None:
+                sample_weight = features.get("attention_mask")
+        if isinstance(y_pred, Mapping):
+            y_pred = y_pred["logits"]
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                    training=training)
+
 
 # The names transformers' TensorFlow classes had.
 TFGPT2Model = GPT2Model
