@@ -340,8 +340,24 @@ def test_bad_prompts_are_clear_errors(model):
         model.generate()
 
 
-def test_top_k_zero_disables_top_k(model):
-    ids = np.array([PROMPTS[0]])
-    a = model.generate(ids, max_new_tokens=6, do_sample=True, top_k=0, seed=3)
-    b = model.generate(ids, max_new_tokens=6, do_sample=True, top_k=None, seed=3)
-    np.testing.assert_array_equal(a, b)
+def test_top_k_zero_samples_beyond_the_top_50(model):
+    """top_k=0 turns top-k off: among 2048 one-token draws, tokens outside
+    the 50 most likely (brute force) occur as often as their mass says
+    (within 4.5 standard deviations); with top_k=50 (the default) none do."""
+    prompt, draws = [9, 8, 7], 2048
+    logits = full_logits(model, prompt).astype(np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top_50 = np.argsort(probs)[::-1][:50]
+    outside = 1.0 - probs[top_50].sum()
+    assert outside * draws >= 100, "the prompt must give the tail enough mass to see"
+
+    def tail_count(**kwargs):
+        out = model.generate(np.array([prompt]), max_new_tokens=1, do_sample=True,
+                             num_return_sequences=draws, seed=4, eos_token_id=[], **kwargs)
+        return int((~np.isin(out[:, -1], top_50)).sum())
+
+    spread = np.sqrt(draws * outside * (1 - outside))
+    assert abs(tail_count(top_k=0) - draws * outside) < 4.5 * spread
+    assert tail_count(top_k=None) > 0
+    assert tail_count() == 0
