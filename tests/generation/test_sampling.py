@@ -279,6 +279,38 @@ def test_draws_over_the_medium_vocabulary():
     assert chi_square_p_value(counts, probs) > ALPHA
 
 
+def spread_ties_row(vocab=1000, copies=40, seed=6):
+    """The top value occurs `copies` times, spread over the whole row: with
+    top_k=5 all copies are kept, though only 5 blocks of 32 are candidates."""
+    rng = np.random.default_rng(seed)
+    row = (rng.standard_normal(vocab) - 4.0).astype(np.float32)
+    row[rng.choice(vocab, copies, replace=False)] = 1.5
+    return row
+
+
+def test_top_k_ties_beyond_the_candidate_blocks_are_drawn():
+    row = spread_ties_row()
+    counts = draw_counts(row, dict(top_k=5, top_p=0.5))
+    probs = expected_distribution(row, top_k=5, top_p=0.5)
+    assert (probs > 0).sum() == 40
+    assert counts[probs == 0].sum() == 0
+    assert chi_square_p_value(counts, probs) > ALPHA
+
+
+def test_a_row_draws_the_same_whichever_path_its_neighbours_take():
+    """Rows whose top-k ties reach beyond the candidate blocks draw over
+    the vocabulary; the others over the candidates. Each row's token
+    depends on its own logits and seed only."""
+    plain, ties = distribution_row(), spread_ties_row()
+    sample = tf.function(lambda x, s: sampling.choose_tokens(x, s, do_sample=True, top_k=5),
+                         jit_compile=True, autograph=False)
+    for step in range(4):
+        seed = tf.constant([3, step])
+        mixed = sample(tf.constant(np.stack([plain, ties])), seed).numpy()
+        assert mixed[0] == sample(tf.constant(np.stack([plain, plain])), seed).numpy()[0]
+        assert mixed[1] == sample(tf.constant(np.stack([ties, ties])), seed).numpy()[1]
+
+
 def test_chi_square_rejects_a_wrong_distribution():
     row = distribution_row()
     counts = draw_counts(row, dict(temperature=0.7, top_k=40))

@@ -4,29 +4,34 @@ then temperature, top-k, top-p, then greedy or a categorical draw.
 
 Everything here is sort-free, because a sort is what XLA does slowly on CPU
 (~7 ms for one row of 50,257 logits; `tf.math.top_k` with a small k is the
-exception: XLA runs it as a native TopK call, ~0.1 ms). Philox uniforms for a
-whole row are slow too (~4 ms), so the draw needs only two uniforms per row:
+exception: XLA runs it as a native TopK call). Philox uniforms for a whole
+row are slow too (~4 ms), so a draw needs only two uniforms per row. The
+rules, exactly:
 
-- top-k keeps every logit >= the k-th largest (ties at the k-th are kept, so
-  more than k may be kept); the k-th largest comes from `tf.math.top_k` for
-  small k, and from a bisection on the float bits for large k.
-- top-p keeps token i iff the probability mass of the tokens strictly more
-  likely than i is < top_p (mass taken on the softmax of the logits left
-  after temperature and top-k). That is the smallest prefix of the sorted
-  distribution whose mass reaches top_p, with ties at its last value kept,
-  and always the most likely token(s). top_p >= 1 keeps everything.
-- the draw is an inverse-CDF draw in two levels (a block of the vocabulary,
-  then a token in it), so no cumulative sum runs over the whole vocabulary.
-  With top-p, a token is drawn from the whole (top-k) distribution and kept
-  if it lies in the nucleus, else drawn again (rejection: exact, and ~1/top_p
-  draws on average); rows still rejected after `NUCLEUS_DRAWS` draws use the
-  nucleus found by bisection.
-- the uniforms come from a counter-based hash of (seed, row, stream) in int32
-  ops that TFLite has as builtins, so a seed gives the same tokens in XLA, in
-  a plain TF graph and in LiteRT, whatever the batch size around the row.
+- top-k keeps every logit >= the k-th largest (counting repeats): the k
+  largest, and every tie of the k-th, so more than k may be kept.
+- top-p keeps token i iff the probability mass of the tokens with a strictly
+  larger logit is < top_p, the mass taken on the softmax of the logits left
+  after temperature and top-k. That is the smallest prefix of the sorted
+  distribution whose mass reaches top_p, with every tie of its last value,
+  and always the most likely token(s); top_p >= 1 keeps everything.
+- a draw is from softmax(logits) renormalised over the kept tokens.
 
-Every op here converts to TFLite builtins (bitcast, xor, right shift,
-floordiv/floormod, top_k, cumsum, gather, while, cond); no bitwise_and.
+How: the k-th largest comes from XLA's TopK over the k blocks of 32 tokens
+with the largest maxima (which hold the k largest logits), or from a
+bisection on the float bits for large k. With top-k, the draw then runs over
+those candidates alone; a row whose ties at the k-th value reach outside them
+draws over the vocabulary instead. A draw is an inverse CDF in two levels (a
+block of tokens, then a token in it), so no cumulative sum runs over the
+vocabulary. With top-p a token is drawn from the top-k distribution and kept
+if it lies in the nucleus, else drawn again (rejection: exact, ~1/top_p draws
+on average); rows still rejected after NUCLEUS_DRAWS draws use the nucleus
+found by bisection. The uniforms come from a counter-based hash of (seed,
+row, stream) in int32 ops, so a seed gives a row the same tokens in XLA, in
+a plain TF graph and in LiteRT, in any batch.
+
+Every op here is a TFLite builtin (bitcast, xor, right shift, floordiv and
+floormod, top_k, cumsum, gather, while, cond): no bitwise_and, no RNG op.
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ import tensorflow as tf
 
 NEG_INF = -1e9  # finite, so a row with everything filtered never yields NaN
 
-# Up to this k, top-k's threshold comes from XLA's native TopK; above it a
-# 32-step bisection (which costs the same for any k) is cheaper.
+# Up to this k, top-k uses XLA's native TopK (over candidate blocks); above
+# it a 32-step bisection, which costs the same for any k, is cheaper.
 TOP_K_NATIVE_LIMIT = 256
 # Draws from the top-k distribution before a row falls back to the nucleus
-# found by bisection: a row leaves the fallback with probability >= top_p
-# per draw, so at top_p=0.9 the fallback runs for ~1e-8 of the rows.
+# found by bisection: each draw lands in the nucleus with probability
+# >= top_p, so at top_p = 0.9 a row falls back once in 1e8.
 NUCLEUS_DRAWS = 8
-_UNIFORM_BITS = 24  # float32's mantissa: every value k / 2**24 is exact
+_CANDIDATE_BLOCK = 32  # tokens per block when looking for the top k
+_UNIFORM_BITS = 24  # float32's mantissa: every k / 2**24 is exact
 
 
 # --- processors ----------------------------------------------------------------
@@ -61,14 +67,11 @@ def apply_repetition_penalty(logits, seen, penalty):
 def top_k_threshold(logits, k: int):
     """[B, 1]: the k-th largest logit of each row (counting repeats), so that
     `logits >= threshold` keeps the k largest and every tie of the k-th."""
-    vocab = logits.shape[-1]
-    if k >= vocab:
+    if k >= logits.shape[-1]:
         return tf.reduce_min(logits, axis=-1, keepdims=True)
     if k <= TOP_K_NATIVE_LIMIT:
-        # reduce_min, not values[:, -1:]: XLA turns a slice of the last value
-        # back into a full sort (~18 ms), but keeps this as its native TopK.
-        return tf.reduce_min(tf.math.top_k(logits, k=k, sorted=False).values, axis=-1,
-                             keepdims=True)
+        candidates = _top_k_candidates(logits, k)
+        return _kth_largest(logits if candidates is None else candidates[0], k)
     keys = monotone_keys(logits)
     # The k-th largest key is the smallest t with fewer than k keys above t.
     threshold = smallest_key_with_weight_above_below(keys, tf.ones_like(logits), float(k))
@@ -83,15 +86,16 @@ def top_k_filter(logits, k: int):
     return tf.where(logits < top_k_threshold(logits, k), NEG_INF, logits)
 
 
-def top_p_keep(logits, top_p):
-    """[B, V] bool: the nucleus. Token i is kept iff the probability mass of
-    the tokens with a strictly larger logit is < top_p (the most likely
-    token(s) always; every token when top_p >= 1). Found by bisection on the
-    float bits: the smallest logit t with mass(logits > t) < top_p."""
-    masses = Categorical(logits)  # the same masses as the draw's acceptance test
+def top_p_keep(logits, top_p, keep=None):
+    """[B, V] bool: the nucleus of the distribution softmax(logits) over
+    `keep` (every token if None). Token i is in it iff the mass of the kept
+    tokens with a strictly larger logit is < top_p; found by bisection on the
+    float bits, as the smallest logit t with mass(logits > t) < top_p."""
+    masses = Categorical(logits, keep)  # the masses the draws' nucleus test uses
     keys = monotone_keys(logits)
-    threshold = smallest_key_with_weight_above_below(keys, masses.weights(), top_p * masses.total)
-    return (keys >= threshold) | _keeps_everything(top_p)
+    threshold = smallest_key_with_weight_above_below(keys, masses.weights, top_p * masses.total)
+    nucleus = (keys >= threshold) | _keeps_everything(top_p)
+    return nucleus if keep is None else nucleus & keep
 
 
 def top_p_filter(logits, top_p):
@@ -123,43 +127,74 @@ def process_logits(logits, *, seen=None, repetition_penalty=None, do_sample=Fals
 
 def choose_tokens(logits, seed, *, seen=None, repetition_penalty=None, do_sample=False,
                   temperature=None, top_k: int = 0, top_p=None):
-    """The decode loop's sampler: the processors, then greedy or a draw.
-    Top-p is applied inside the draw (by rejection), never as a filter."""
-    processed = process_logits(logits, seen=seen, repetition_penalty=repetition_penalty,
-                               do_sample=do_sample, temperature=temperature, top_k=top_k)
-    return select_tokens(processed, do_sample, seed, top_p=top_p)
+    """The decode loop's sampler: the same processors as `process_logits`,
+    then greedy or one draw per row. `seed` is a [2] int32 tensor."""
+    logits = process_logits(logits, seen=seen, repetition_penalty=repetition_penalty,
+                            do_sample=do_sample, temperature=temperature)
+    if not do_sample:
+        return argmax(logits)
+    if top_k and top_k < logits.shape[-1]:
+        return sample_top_k(logits, top_k, seed, top_p)
+    return sample(logits, seed, top_p)
 
 
 def select_tokens(logits, do_sample: bool, seed=None, top_p=None):
     """Greedy argmax, or one draw per row from softmax(logits), restricted to
-    the nucleus when `top_p` is given. `seed` is a [2] int32 tensor."""
-    if not do_sample:
-        return argmax(logits)
-    if top_p is None:
-        return Categorical(logits).draw(seed, stream=0)
-    return sample_in_nucleus(logits, seed, top_p)
+    the nucleus when `top_p` is given."""
+    return sample(logits, seed, top_p) if do_sample else argmax(logits)
 
 
 def argmax(logits):
     """First index of each row's maximum, like tf.argmax, in two plain
-    reductions (XLA's variadic argmax reduce is ~10x slower on CPU)."""
+    reductions (XLA's variadic argmax reduce is several times slower on CPU)."""
     largest = tf.reduce_max(logits, axis=-1, keepdims=True)
     # The clamp only matters for a NaN row, which has no index equal to its max.
     return tf.minimum(_first_index(logits == largest), logits.shape[-1] - 1)
 
 
-def sample_in_nucleus(logits, seed, top_p):
-    """One token per row from softmax(logits) restricted to the nucleus of
-    `top_p`: draw from the whole distribution until the token is in the
-    nucleus (exact; the nucleus holds mass >= top_p, so ~1/top_p draws),
-    at most NUCLEUS_DRAWS times, then fall back to the bisection nucleus."""
-    categorical = Categorical(logits)
+def sample(logits, seed, top_p=None, keep=None):
+    """[B] tokens, one draw per row from softmax(logits) over `keep` ([B, V]
+    bool; every token if None), restricted to the nucleus of `top_p`."""
+    categorical = Categorical(logits, keep)
+    if top_p is None:
+        return categorical.draw(seed, stream=0)
+    return _sample_in_nucleus(categorical, seed, top_p)
+
+
+def sample_top_k(logits, k: int, seed, top_p=None):
+    """Top-k (then top-p) sampling that reads the vocabulary only in cheap
+    passes (block maxima, one count): the draw runs over the candidate blocks
+    that hold the k largest logits. A row whose ties at the k-th value reach
+    beyond them (which needs exact float ties) draws over the vocabulary; the
+    choice is per row, so a row's token never depends on the other rows."""
+    candidates = _top_k_candidates(logits, k)
+    threshold = top_k_threshold(logits, k) if candidates is None else _kth_largest(
+        candidates[0], k)
+    if candidates is None:
+        return sample(logits, seed, top_p, keep=logits >= threshold)
+    values, tokens = candidates
+    kept_anywhere = tf.reduce_sum(tf.cast(logits >= threshold, tf.int32), axis=-1)
+    complete = tf.reduce_sum(tf.cast(values >= threshold, tf.int32), axis=-1) == kept_anywhere
+    position = sample(values, seed, top_p, keep=values >= threshold)
+    from_candidates = tf.gather(tokens, position[:, None], batch_dims=1)[:, 0]
+
+    def rows_from_the_vocabulary():
+        return tf.where(complete, from_candidates,
+                        sample(logits, seed, top_p, keep=logits >= threshold))
+
+    return tf.cond(tf.reduce_all(complete), lambda: from_candidates, rows_from_the_vocabulary)
+
+
+def _sample_in_nucleus(categorical, seed, top_p):
+    """Draw from the whole (kept) distribution until the token lies in the
+    nucleus: exact, and the nucleus holds mass >= top_p, so ~1/top_p draws.
+    Rows still outside after NUCLEUS_DRAWS draws use the bisection nucleus."""
+    logits, weights = categorical.logits, categorical.weights
     bound = top_p * categorical.total
 
     def in_nucleus(tokens):
         chosen = tf.gather(logits, tokens[:, None], batch_dims=1)
-        mass_above = tf.reduce_sum(tf.where(logits > chosen, categorical.weights(), 0.0),
-                                   axis=-1)
+        mass_above = tf.reduce_sum(tf.where(logits > chosen, weights, 0.0), axis=-1)
         return (mass_above < bound[:, 0]) | _keeps_everything(top_p)
 
     def draw(attempt, tokens, accepted):
@@ -176,55 +211,54 @@ def sample_in_nucleus(logits, seed, top_p):
         (tf.constant(0), tf.zeros([rows], tf.int32), tf.zeros([rows], tf.bool)))
 
     def from_nucleus():
-        nucleus = tf.where(top_p_keep(logits, top_p), logits, NEG_INF)
-        return tf.where(accepted, tokens, Categorical(nucleus).draw(seed, stream=NUCLEUS_DRAWS))
+        nucleus = top_p_keep(logits, top_p, categorical.keep)
+        fallback = Categorical(logits, nucleus).draw(seed, stream=NUCLEUS_DRAWS)
+        return tf.where(accepted, tokens, fallback)
 
     return tf.cond(tf.reduce_all(accepted), lambda: tokens, from_nucleus)
 
 
 class Categorical:
-    """Inverse-CDF draws from softmax(logits) per row, in two levels: the
-    vocabulary is cut into blocks of `width` tokens; a draw picks a block by
-    the blocks' masses, then a token by the masses inside that block. Only
-    block masses and one block's tokens are ever summed cumulatively, and
-    exp(logits) is never stored: XLA fuses it into the block sums."""
+    """Inverse-CDF draws from softmax(logits) over the `keep` mask, per row,
+    in two levels: the tokens are cut into blocks of `width`; a draw picks a
+    block by the blocks' masses, then a token by the masses inside it. Only
+    block masses and one block's tokens are ever summed cumulatively."""
 
-    def __init__(self, logits):
-        self.logits = logits
+    def __init__(self, logits, keep=None):
+        self.logits, self.keep = logits, keep
         self.vocab = logits.shape[-1]
         self.width = 1 << math.ceil(math.log2(math.sqrt(self.vocab)))
-        self.largest, self.block_mass = _block_masses(logits, self.width)
+        # Dropped tokens become -inf here, whatever their logit: weight 0.
+        self.kept_logits = logits if keep is None else tf.where(keep, logits, -float("inf"))
+        self.largest = tf.reduce_max(self.kept_logits, axis=-1, keepdims=True)
+        # Computed once: with one consumer XLA fuses it into the block sums;
+        # with more (the nucleus test) it is stored once, not recomputed.
+        self.weights = tf.exp(self.kept_logits - self.largest)
+        self.block_mass = _block_sums(self.weights, self.width)
         self.total = tf.reduce_sum(self.block_mass, axis=-1, keepdims=True)
 
-    def weights(self):
-        """[B, V] exp(logits - max): the unnormalised probabilities."""
-        return tf.exp(self.logits - self.largest)
-
     def draw(self, seed, stream):
-        """[B] int32 tokens; `stream` picks independent uniforms (a draw
+        """[B] int32 indices; `stream` picks independent uniforms (a draw
         uses streams 2 * stream and 2 * stream + 1)."""
         rows = tf.shape(self.logits)[0]
         block = _inverse_cdf(self.block_mass, uniforms(seed, rows, 2 * stream))
         tokens = block[:, None] * self.width + tf.range(self.width)[None]
-        inside = tf.gather(self.logits, tf.minimum(tokens, self.vocab - 1), batch_dims=1)
+        inside = tf.gather(self.kept_logits, tf.minimum(tokens, self.vocab - 1), batch_dims=1)
         weights = tf.where(tokens < self.vocab, tf.exp(inside - self.largest), 0.0)
         return block * self.width + _inverse_cdf(weights, uniforms(seed, rows, 2 * stream + 1))
 
 
-def _block_masses(logits, width):
-    """The row max [B, 1] and the masses exp(logits - max) of consecutive
-    blocks of `width` tokens [B, blocks], the last one shorter if need be.
-    The short block is summed apart: padding the row to whole blocks costs
-    XLA a copy and makes the sum ~5x slower."""
-    vocab = logits.shape[-1]
+def _block_sums(weights, width):
+    """[B, blocks]: sums of consecutive blocks of `width`, the last one
+    shorter if need be. It is summed apart: padding the row to whole blocks
+    costs XLA a copy and makes the sums ~5x slower."""
+    vocab = weights.shape[-1]
     whole = vocab // width
-    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
-    weights = tf.exp(logits - largest)
-    masses = tf.reduce_sum(tf.reshape(weights[:, :whole * width], [-1, whole, width]), axis=-1)
+    sums = tf.reduce_sum(tf.reshape(weights[:, :whole * width], [-1, whole, width]), axis=-1)
     if whole * width < vocab:
-        rest = tf.reduce_sum(weights[:, whole * width:], axis=-1, keepdims=True)
-        masses = tf.concat([masses, rest], axis=-1)
-    return largest, masses
+        sums = tf.concat([sums, tf.reduce_sum(weights[:, whole * width:], axis=-1, keepdims=True)],
+                         axis=-1)
+    return sums
 
 
 def _keeps_everything(top_p):
@@ -248,6 +282,52 @@ def _first_index(mask):
     length = mask.shape[-1]
     positions = tf.range(length, dtype=tf.int32)
     return tf.reduce_min(tf.where(mask, positions, length), axis=-1)
+
+
+# --- the k largest without a sort --------------------------------------------------------
+
+
+def _kth_largest(values, k):
+    # reduce_min, not values[:, -1:]: XLA turns a slice of the last value
+    # back into a full sort (~18 ms), but keeps this as its native TopK.
+    return tf.reduce_min(tf.math.top_k(values, k=k, sorted=False).values, axis=-1, keepdims=True)
+
+
+def _top_k_candidates(logits, k):
+    """(values [B, n], tokens [B, n]): the k blocks of _CANDIDATE_BLOCK
+    tokens with the largest maxima, whose k largest values (with repeats) are
+    the row's: a block whose max exceeds the k-th largest holds one of the
+    fewer than k larger values, so every such block is among them; each other
+    one holds a tie of the k-th, or they are all the blocks that reach it.
+    TopK then sorts through k * 32 values instead of the vocabulary. None
+    when that would not be much smaller."""
+    vocab, width = logits.shape[-1], _CANDIDATE_BLOCK
+    if k > TOP_K_NATIVE_LIMIT or 4 * k * width > vocab:
+        return None
+    whole = vocab // width
+    block_max = tf.reduce_max(tf.reshape(logits[:, :whole * width], [-1, whole, width]), axis=-1)
+    if whole * width < vocab:
+        rest = tf.reduce_max(logits[:, whole * width:], axis=-1, keepdims=True)
+        block_max = tf.concat([block_max, rest], axis=-1)
+    blocks = tf.math.top_k(block_max, k=k, sorted=False).indices
+    # In ascending order: TopK's own order differs between XLA, TF and
+    # LiteRT, and the order decides which token a uniform lands on.
+    blocks = _ascending(blocks)
+    tokens = tf.reshape(blocks[:, :, None] * width + tf.range(width), [-1, k * width])
+    # Past the vocabulary the clamped gather repeats the last logit: copies
+    # that could lift the k-th largest. Copies of -inf never can.
+    inside = tokens < vocab
+    tokens = tf.minimum(tokens, vocab - 1)
+    values = tf.where(inside, tf.gather(logits, tokens, batch_dims=1), -float("inf"))
+    return values, tokens
+
+
+def _ascending(values):
+    """[B, n] distinct int32 values per row, in ascending order, without a
+    sort: each value's rank is how many are smaller (n * n compares)."""
+    rank = tf.reduce_sum(tf.cast(values[:, None, :] < values[:, :, None], tf.int32), axis=-1)
+    at_rank = rank[:, :, None] == tf.range(values.shape[-1])
+    return tf.reduce_sum(tf.where(at_rank, values[:, :, None], 0), axis=1)
 
 
 # --- bisection on the float bits ----------------------------------------------------
