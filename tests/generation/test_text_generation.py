@@ -65,11 +65,22 @@ def test_model_card_pipeline(checkpoint):
     set_seed(42)
     again = generator("Hello, I'm a language model,", max_length=30, num_return_sequences=5)
     assert first == again and len(first) == 5
-    enc = tiktoken_gpt2()
+    prompt = "Hello, I'm a language model,"
     for item in first:
         assert set(item) == {"generated_text"}
-        assert item["generated_text"].startswith("Hello, I'm a language model,")
-        assert len(enc.encode(item["generated_text"])) <= 30 + 2  # re-encoding may merge
+        assert item["generated_text"].startswith(prompt)
+    # The same draws as ids (re-encoding sampled text can merge or split
+    # tokens, so count them here): max_length=30 counts the prompt.
+    prompt_ids = tiktoken_gpt2().encode(prompt)
+    set_seed(42)
+    ids = generator.model.generate(np.array([prompt_ids]), max_length=30, do_sample=True,
+                                   num_return_sequences=5)
+    assert ids.shape == (5, 30)
+    eos = generator.model.config.eos_token_id
+    news = [row[len(prompt_ids):] for row in ids.tolist()]
+    news = [new[: new.index(eos)] if eos in new else new for new in news]  # text stops at eos
+    assert [item["generated_text"] for item in first] == [
+        prompt + generator.tokenizer.decode(new) for new in news]
     assert len({item["generated_text"] for item in first}) > 1  # it samples by default
     batch = generator(["One", "Two"], max_new_tokens=4, do_sample=False)
     assert [len(group) for group in batch] == [1, 1]
