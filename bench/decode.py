@@ -182,10 +182,12 @@ def measure(peers, batch, rng):
         first[setting, peer.name], outputs[setting, peer.name] = timed(
             lambda: peer.generate(ids, FLAGS.new_tokens, setting))
         assert outputs[setting, peer.name].shape == (batch, FLAGS.new_tokens)
-    for _ in range(FLAGS.repeats):
+    for round_ in range(FLAGS.repeats):
         for setting, peer in runs:
             seconds, _ = timed(lambda: peer.generate(ids, FLAGS.new_tokens, setting))
             times[setting, peer.name].append(seconds)
+            print(f"batch {batch}, round {round_ + 1}: {setting}, {peer.name}: "
+                  f"{FLAGS.new_tokens / seconds:.2f} tok/s", file=sys.stderr, flush=True)
     results = {}
     for (setting, name), t in times.items():
         if SETTINGS[setting]["do_sample"]:
@@ -237,8 +239,9 @@ def main(argv):
 
     print(f"\nGPT-2 Medium fp32, prompt {FLAGS.prompt_length}, {FLAGS.new_tokens} new tokens, "
           f"median of {FLAGS.repeats}; {os.cpu_count()} CPU threads\n")
-    print(f"| batch | setting | system | tok/s per sequence | tok/s total | vs {base_name} greedy | "
-          f"{base_name} speed-up | first call (s) | same tokens as {base_name} |")
+    print(f"| batch | setting | system | tok/s per sequence | tok/s total | "
+          f"vs {base_name} greedy | {base_name} speed-up | first call (s) | "
+          f"same tokens as {base_name} |")
     print("|---|---|---|---|---|---|---|---|---|")
     for batch, setting, name, rate, total, vs_greedy, ratio, first, agree in rows:
         vs_greedy = f"{vs_greedy:.3f}x" if vs_greedy is not None else ""
