@@ -167,14 +167,13 @@ class DecodePrograms:
 
     @staticmethod
     def _choose(key, logits, seen, params, step):
-        processed = sampling.process_logits(
-            logits, seen=seen,
+        seed = params["seed"] + tf.stack([0, step])
+        return sampling.choose_tokens(
+            logits, seed, seen=seen,
             repetition_penalty=params["repetition_penalty"] if key.use_repetition_penalty else None,
             do_sample=key.do_sample,
             temperature=params["temperature"] if key.use_temperature else None,
             top_k=key.top_k, top_p=params["top_p"] if key.use_top_p else None)
-        seed = params["seed"] + tf.stack([0, step])
-        return sampling.select_tokens(processed, key.do_sample, seed)
 
     # --- sampling / greedy ------------------------------------------------------------
     def prefill_and_choose(self, key, ids, mask, params):
