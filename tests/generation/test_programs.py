@@ -61,6 +61,12 @@ def test_left_pad_right_aligns_and_keeps_the_last_tokens(length):
     np.testing.assert_array_equal(mask.numpy(), want_mask)
 
 
+def test_left_pad_keeps_at_most_max_tokens():
+    ids, mask = packing.left_pad([1, 2, 3, 4, 5, 6], [0, 5, 6], 8, 0, max_tokens=3)
+    assert ids.numpy().tolist() == [[0, 0, 0, 0, 0, 3, 4, 5], [0, 0, 0, 0, 0, 0, 0, 6]]
+    assert mask.numpy().sum(axis=1).tolist() == [3, 1]
+
+
 def test_left_pad_of_no_tokens_and_in_a_graph():
     ids, mask = packing.left_pad(np.zeros([0], np.int32), [0, 0], 4, 7)
     assert ids.numpy().tolist() == [[7, 7, 7, 7]] and mask.numpy().sum() == 0

@@ -466,3 +466,41 @@ def test_a_prompt_samples_the_same_alone_or_first_in_a_batch(model):
     copies = model.generate(np.repeat(prompt, 3, axis=0), max_new_tokens=12, **SAMPLED)
     np.testing.assert_array_equal(copies[0], alone[0])
     assert len({tuple(row) for row in copies.tolist()}) == 3  # copies draw independently
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+@pytest.mark.parametrize("settings", [
+    dict(temperature=1.0, top_k=0, top_p=1.0),
+    dict(temperature=1.0, top_k=5, top_p=1.0),
+    dict(temperature=0.7, top_k=40, top_p=0.9),
+    dict(temperature=1.3, top_k=0, top_p=0.6),
+])
+def test_run_time_settings_draw_from_the_same_distribution(mode, settings):
+    """The exported graphs' sampler (settings as tensors) draws from the
+    distribution the brute-force reference gives for those settings."""
+    row, rows = distribution_row(), 4096
+    probs = expected_distribution(row, temperature=settings["temperature"],
+                                  top_k=settings["top_k"],
+                                  top_p=settings["top_p"] if settings["top_p"] < 1 else None)
+
+    def sample(logits, seed, temperature, top_k, top_p):
+        return sampling.choose_tokens_at_run_time(
+            tf.tile(logits[None], [rows, 1]), seed, temperature=temperature, top_k=top_k,
+            top_p=top_p)
+
+    fn = tf.function(sample, jit_compile=mode == "xla", autograph=False)
+    counts = np.zeros(row.size, np.int64)
+    for step in range(4):
+        tokens = fn(tf.constant(row), tf.constant([5, step]),
+                    *(tf.constant(settings[k]) for k in ("temperature", "top_k", "top_p")))
+        counts += np.bincount(tokens.numpy(), minlength=row.size)
+    assert counts[probs == 0].sum() == 0, "drew a token outside the kept set"
+    assert chi_square_p_value(counts, probs) > ALPHA
+
+
+def test_run_time_temperature_zero_is_greedy():
+    rows = np.stack([distribution_row(seed=s) for s in range(6)])
+    tokens = sampling.choose_tokens_at_run_time(
+        tf.constant(rows), tf.constant([1, 2]), temperature=tf.constant(0.0),
+        top_k=tf.constant(50), top_p=tf.constant(0.9))
+    assert tokens.numpy().tolist() == np.argmax(rows, axis=1).tolist()

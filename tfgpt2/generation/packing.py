@@ -28,7 +28,7 @@ def bucket_batch(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def left_pad(values, row_splits, length, pad_id):
+def left_pad(values, row_splits, length, pad_id, max_tokens=None):
     """Right-align each row in `length` columns.
 
     Args:
@@ -36,15 +36,19 @@ def left_pad(values, row_splits, length, pad_id):
       row_splits: int [B + 1], where each row starts in `values` (then N).
       length: int or scalar tensor, the width.
       pad_id: the id written in front of shorter rows.
+      max_tokens: keep at most this many tokens of a row (default: `length`).
 
     Returns:
-      `(ids, mask)`, int32 [B, length]: a row longer than `length` keeps its
-      last `length` tokens (left truncation); mask is 1 on real tokens.
+      `(ids, mask)`, int32 [B, length]: a row longer than `length` (or
+      `max_tokens`) keeps its last tokens (left truncation); mask is 1 on
+      real tokens.
     """
     values = tf.cast(values, tf.int32)
     row_splits = tf.cast(row_splits, tf.int32)
     starts, ends = row_splits[:-1], row_splits[1:]
     kept = tf.minimum(ends - starts, length)  # [B]
+    if max_tokens is not None:
+        kept = tf.minimum(kept, max_tokens)
     offset = tf.range(length)[None, :] - (length - kept)[:, None]  # index into the kept tail
     mask = offset >= 0
     # One padding value appended, so the gather is valid even with no tokens.

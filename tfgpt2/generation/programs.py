@@ -57,12 +57,18 @@ class ProgramKey:
     use_temperature: bool = False
     num_beams: int = 1
     early_stopping: bool = False
+    # The sampling settings come with each call (exported graphs): temperature
+    # 0 is greedy, top_k 0 and top_p 1 are off; the fields above are unused.
+    dynamic_sampling: bool = False
 
 
 
 def new_tokens(key, params):
-    """The loop's length: the key's bucket, or the request's budget."""
-    return key.new_tokens if key.new_tokens is not None else params["max_new_tokens"]
+    """The loop's length: the key's bucket, or the request's slots (its
+    budget rounded up, so an XLA loop compiles few shapes)."""
+    if key.new_tokens is not None:
+        return key.new_tokens
+    return params.get("new_token_slots", params["max_new_tokens"])
 
 
 def params_signature(vocab_size: int) -> dict:
@@ -168,6 +174,11 @@ class DecodePrograms:
     @staticmethod
     def _choose(key, logits, seen, params, step):
         seed = params["seed"] + tf.stack([0, step])
+        penalty = params["repetition_penalty"] if key.use_repetition_penalty else None
+        if key.dynamic_sampling:
+            return sampling.choose_tokens_at_run_time(
+                logits, seed, temperature=params["temperature"], top_k=params["top_k"],
+                top_p=params["top_p"], seen=seen, repetition_penalty=penalty)
         return sampling.choose_tokens(
             logits, seed, seen=seen,
             repetition_penalty=params["repetition_penalty"] if key.use_repetition_penalty else None,

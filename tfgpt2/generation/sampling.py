@@ -138,6 +138,35 @@ def choose_tokens(logits, seed, *, seen=None, repetition_penalty=None, do_sample
     return sample(logits, seed, top_p)
 
 
+def choose_tokens_at_run_time(logits, seed, *, temperature, top_k, top_p, seen=None,
+                              repetition_penalty=None):
+    """`choose_tokens` with the settings as run-time tensors, for exported
+    graphs where every request brings its own: `temperature` 0 is greedy,
+    `top_k` 0 (or >= the vocabulary) keeps every token, `top_p` 1 keeps the
+    whole distribution. The same rules and the same RNG as `choose_tokens`;
+    top-k's threshold always comes from the bisection (the candidate blocks
+    need k fixed when the graph is built), so a seed's tokens may differ from
+    `choose_tokens`' with k fixed, while the distribution is the same."""
+    logits = tf.cast(logits, tf.float32)
+    if repetition_penalty is not None:
+        logits = apply_repetition_penalty(logits, seen, repetition_penalty)
+    greedy = temperature <= 0.0
+    scaled = logits / tf.where(greedy, 1.0, tf.cast(temperature, tf.float32))
+    vocab = logits.shape[-1]
+    top_k = tf.cast(top_k, tf.int32)
+
+    def top_k_keep():
+        keys = monotone_keys(scaled)
+        threshold = smallest_key_with_weight_above_below(
+            keys, tf.ones_like(scaled), tf.cast(top_k, tf.float32))
+        return keys >= threshold
+
+    filtering = (top_k > 0) & (top_k < vocab)
+    keep = tf.cond(filtering, top_k_keep, lambda: tf.ones_like(scaled, tf.bool))
+    sampled = sample(scaled, seed, tf.cast(top_p, tf.float32), keep=keep)
+    return tf.where(greedy, argmax(logits), sampled)
+
+
 def select_tokens(logits, do_sample: bool, seed=None, top_p=None):
     """Greedy argmax, or one draw per row from softmax(logits), restricted to
     the nucleus when `top_p` is given."""
