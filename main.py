@@ -12,9 +12,11 @@ if "--tf_logs" not in sys.argv:
 
 from absl import app, flags  # noqa: E402
 
+from export import cli as export_cli  # noqa: E402
 from tfgpt2.cli import CliError, common, evaluate, finetune, flag_spelling, generate  # noqa: E402
 
-MODES = {mode.name: mode for mode in (generate.MODE, evaluate.MODE, finetune.MODE)}
+MODES = {mode.name: mode
+         for mode in (generate.MODE, finetune.MODE, evaluate.MODE, export_cli.MODE)}
 
 flags.DEFINE_enum("mode", "generate", list(MODES), "What to run; see the modes above.")
 FLAGS = flags.FLAGS
@@ -44,10 +46,16 @@ def _check_flags_belong(mode) -> None:
     """Refuse a flag that belongs to another mode rather than ignore it."""
     owners = {mode_.flags_module: mode_.name for mode_ in MODES.values()}
     for module, module_flags in FLAGS.flags_by_module_dict().items():
-        if module not in owners or module == mode.flags_module:
-            continue
         for flag in module_flags:
-            if flag.present:
+            if not flag.present:
+                continue
+            if module == common.__name__:
+                users = common.USED_BY.get(flag.name)
+                if users and mode.name not in users:
+                    raise CliError(f"--{flag.name} is a flag of "
+                                   f"{' and '.join(f'--mode={m}' for m in users)}, not of "
+                                   f"--mode={mode.name}.")
+            elif module in owners and module != mode.flags_module:
                 raise CliError(f"--{flag.name} is a flag of --mode={owners[module]}, not of "
                                f"--mode={mode.name}.")
 

@@ -1,4 +1,5 @@
-"""Flags every mode takes."""
+"""Flags more than one mode takes. `USED_BY` says which: a flag given to a
+mode that does not use it is refused, as a flag of another mode is."""
 
 from absl import flags
 
@@ -14,3 +15,14 @@ flags.DEFINE_integer(
     "seed", None,
     "Seed: of the sampling in generate (default: unseeded), of the data order and dropout "
     "in finetune (default: 0).")
+flags.DEFINE_string(
+    "output_dir", None,
+    "finetune: checkpoints, TensorBoard logs (logs/) and the fine-tuned model (Hugging Face "
+    "layout); rerunning with the same directory resumes from its latest checkpoint. "
+    "export: where the artifact is written (created if missing).")
+
+# The modes each shared flag means something to (all modes when absent).
+USED_BY = {
+    "seed": ("generate", "finetune"),
+    "output_dir": ("finetune", "export"),
+}

@@ -16,9 +16,6 @@ flags.DEFINE_string("train_files", None, "Glob of UTF-8 text files to train on (
                     "a file that is not UTF-8 is an error.")
 flags.DEFINE_string("eval_files", None, "Glob of held-out text files: eval loss and perplexity "
                     "every --eval_every steps and at the end.")
-flags.DEFINE_string("output_dir", None, "Directory for checkpoints, TensorBoard logs (logs/) "
-                    "and the fine-tuned model (Hugging Face layout). Rerunning with the same "
-                    "directory resumes from its latest checkpoint.")
 flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
                   "tf.distribute strategy; auto: MultiWorkerMirrored when TF_CONFIG names several "
                   "workers, Mirrored with several GPUs, else one device.")

@@ -21,6 +21,9 @@ flags.DEFINE_integer("num_beams", 1, "Beam search width; > 1 implies --nodo_samp
 flags.DEFINE_integer("num_return_sequences", 1, "Continuations per prompt.")
 flags.DEFINE_float("repetition_penalty", 1.0, "CTRL repetition penalty (1 = off).")
 flags.DEFINE_bool("stream", False, "Print the text as it is generated (one --prompt).")
+flags.DEFINE_string("tflite", None,
+                    "Generate with this .tflite (from --mode=export --format=tflite) in LiteRT "
+                    "instead of TensorFlow; --model is not used then.")
 flags.DEFINE_bool("truncate_prompt", False,
                   "Keep the prompt's last tokens when prompt + new tokens exceed the context.")
 
@@ -41,6 +44,8 @@ def run() -> None:
     if FLAGS.stream and len(FLAGS.prompt) != 1:
         raise CliError(f"--stream prints one continuation: pass exactly one --prompt "
                        f"(got {len(FLAGS.prompt)}).")
+    if FLAGS.tflite:
+        return run_tflite()
     import tfgpt2
 
     model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
@@ -50,6 +55,53 @@ def run() -> None:
     texts = model.generate(list(FLAGS.prompt), **settings())
     for i, text in enumerate(texts):
         print(f"--- {i} ---\n{text}")
+
+
+def run_tflite() -> None:
+    """The same flags, with the .tflite in LiteRT (greedy or sampled)."""
+    unsupported = [f"--{name}" for name in ("num_beams", "repetition_penalty", "model")
+                   if FLAGS[name].present]
+    if unsupported:
+        raise CliError(f"{', '.join(unsupported)} is not available with --tflite "
+                       "(the .tflite decodes greedily or samples with top-k/top-p).")
+    from export.litert_runner import LiteRTRunner
+
+    runner = LiteRTRunner(FLAGS.tflite)
+    options = settings()
+    options = dict(max_new_tokens=options["max_new_tokens"], do_sample=options["do_sample"],
+                   temperature=options["temperature"], top_k=options["top_k"],
+                   top_p=options["top_p"], truncate_prompt=options["truncate_prompt"])
+    if FLAGS.stream:
+        printer = _TokenPrinter(runner, FLAGS.prompt[0])
+        runner.generate(FLAGS.prompt[0], seed=FLAGS.seed, streamer=printer, **options)
+        printer.end()
+        return
+    index = 0
+    for prompt in FLAGS.prompt:
+        for copy in range(FLAGS.num_return_sequences):
+            seed = None if FLAGS.seed is None else FLAGS.seed + copy
+            print(f"--- {index} ---\n{runner.generate(prompt, seed=seed, **options)}")
+            index += 1
+
+
+class _TokenPrinter:
+    """Print text as tokens arrive, holding back a split UTF-8 character."""
+
+    def __init__(self, runner, prompt):
+        self.runner, self.ids, self.printed = runner, [], 0
+        print(prompt, end="", flush=True)
+
+    def __call__(self, token):
+        if token == self.runner.eos_token_id:
+            return
+        self.ids.append(token)
+        text = self.runner.detokenize(self.ids)
+        if not text.endswith("\ufffd"):
+            print(text[self.printed:], end="", flush=True)
+            self.printed = len(text)
+
+    def end(self):
+        print(self.runner.detokenize(self.ids)[self.printed:], flush=True)
 
 
 MODE = Mode(

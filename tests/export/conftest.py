@@ -1,0 +1,27 @@
+"""Fixtures for the export tests: the tiny checkpoint's model, and the
+repository root on sys.path (export/ is not installed)."""
+
+import os
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# Prepended to scripts run in a fresh process: the artifacts must work where
+# none of these can be imported.
+BLOCK_IMPORTS = textwrap.dedent("""
+    import sys
+    for name in ("tensorflow_text", "keras", "keras_hub", "tf_keras", "tfgpt2"):
+        sys.modules[name] = None
+""")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    from tfgpt2 import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(tiny_checkpoint)

@@ -1,0 +1,153 @@
+"""The SavedModel for TF Serving, loaded in a fresh process where tfgpt2,
+keras and tensorflow_text cannot be imported: greedy text equals
+`model.generate`'s, tokenize equals tiktoken, logits equal the model's."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from tensorflow.core.protobuf import saved_model_pb2
+
+from conftest import BLOCK_IMPORTS
+from export import build
+from tokenizer_support import tiktoken_gpt2
+
+PROMPTS = ["Hello, I'm a language model,", "Ünïcode ☃ and emoji 🙂 too, a longer prompt here",
+           "", "short"]
+NEW = 12
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no_xla", "xla"])
+def exported(request, tiny_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("served")
+    path = build.write_saved_model(tiny_model, directory, version=3, xla=request.param)
+    return request.param, path
+
+
+def run_fresh(script: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + textwrap.dedent(script)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_greedy_text_equals_generate(exported, tiny_model):
+    xla, path = exported
+    assert path.name == "3" and (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+    assert (path / "assets").is_dir()
+    out = run_fresh(f"""
+        import json, tensorflow as tf
+        loaded = tf.saved_model.load({str(path)!r})
+        serve = loaded.signatures["serving_default"]
+        result = serve(prompts=tf.constant({PROMPTS!r}), max_new_tokens=tf.constant({NEW}),
+                       temperature=tf.constant(0.0), top_k=tf.constant(0),
+                       top_p=tf.constant(1.0), seed=tf.constant(0))
+        texts = [t.decode("utf-8") for t in result["generated_text"].numpy().tolist()]
+        tokenized = loaded.signatures["tokenize"](texts=tf.constant({PROMPTS!r}))
+        ids = [row[:n] for row, n in zip(tokenized["token_ids"].numpy().tolist(),
+                                         tokenized["lengths"].numpy().tolist())]
+        back = loaded.signatures["detokenize"](token_ids=tokenized["token_ids"],
+                                              lengths=tokenized["lengths"])["texts"]
+        print(json.dumps({{"texts": texts, "ids": ids,
+                          "num_tokens": result["num_tokens"].numpy().tolist(),
+                          "back": [t.decode("utf-8") for t in back.numpy().tolist()]}}))
+    """)
+    expected = tiny_model.generate(PROMPTS, max_new_tokens=NEW, do_sample=False)
+    assert [p + t for p, t in zip(PROMPTS, out["texts"])] == expected
+    enc = tiktoken_gpt2()
+    assert out["ids"] == [enc.encode(p) for p in PROMPTS]
+    assert out["back"] == PROMPTS
+    assert all(0 < n <= NEW for n in out["num_tokens"])
+
+
+def test_scoring_signature_equals_the_model(exported, tiny_model):
+    _, path = exported
+    ids = np.array([[464, 3290, 318, 257], [50256, 50256, 40, 716]], np.int32)
+    mask = np.array([[1, 1, 1, 1], [0, 0, 1, 1]], np.int32)
+    out = run_fresh(f"""
+        import json, tensorflow as tf
+        loaded = tf.saved_model.load({str(path)!r})
+        logits = loaded.signatures["logits"](input_ids=tf.constant({ids.tolist()}),
+                                             attention_mask=tf.constant({mask.tolist()}))
+        print(json.dumps({{"logits": logits["logits"].numpy().tolist()}}))
+    """)
+    expected = tiny_model(ids, attention_mask=mask).logits.numpy()
+    got = np.asarray(out["logits"])
+    np.testing.assert_allclose(got[mask.astype(bool)], expected[mask.astype(bool)], atol=1e-4)
+
+
+def test_sampling_is_reproducible_per_seed(exported):
+    _, path = exported
+    out = run_fresh(f"""
+        import json, tensorflow as tf
+        serve = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+        def run(seed):
+            r = serve(prompts=tf.constant(["Once upon a time", "The"]),
+                      max_new_tokens=tf.constant(10), temperature=tf.constant(0.8),
+                      top_k=tf.constant(40), top_p=tf.constant(0.95), seed=tf.constant(seed))
+            return r["token_ids"].numpy().tolist()
+        print(json.dumps({{"a": run(7), "b": run(7), "c": run(8)}}))
+    """)
+    assert out["a"] == out["b"] and out["a"] != out["c"]
+
+
+def test_signatures_defaults_and_no_xla_in_the_default_variant(exported):
+    xla, path = exported
+    listing = subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"],
+                             capture_output=True, text=True, timeout=300)
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    for name in ("serving_default", "tokenize", "detokenize", "logits"):
+        assert f"signature_def['{name}']" in listing.stdout
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    graph = proto.meta_graphs[0]
+    defaults = graph.signature_def["serving_default"].defaults
+    assert set(defaults) == {"max_new_tokens", "temperature", "top_k", "top_p", "seed"}
+    functions = graph.graph_def.library.function
+    must_compile = [f.signature.name for f in functions
+                    if f.attr.get("_XlaMustCompile") and f.attr["_XlaMustCompile"].b]
+    xla_ops = {node.op for f in functions for node in f.node_def if node.op.startswith("Xla")}
+    if xla:
+        assert must_compile
+    else:
+        assert not must_compile and not xla_ops, (must_compile, xla_ops)
+
+
+def test_bad_requests_are_clear_errors(exported):
+    _, path = exported
+    out = run_fresh(f"""
+        import json, tensorflow as tf
+        serve = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+        def call(prompt, max_new_tokens=8, **settings):
+            args = dict(temperature=0.0, top_k=0, top_p=1.0, seed=0)
+            args.update(settings)
+            try:
+                r = serve(prompts=tf.constant([prompt]), max_new_tokens=tf.constant(max_new_tokens),
+                          **{{k: tf.constant(v) for k, v in args.items()}})
+                return r["generated_text"].numpy()[0].decode("utf-8", "replace")
+            except tf.errors.InvalidArgumentError as err:
+                return "ERROR: " + err.message
+        print(json.dumps({{
+            "past_cache": call("hi", max_new_tokens=96),
+            "top_p": call("hi", top_p=1.5),
+            "long": call("word " * 200),
+            "invalid_utf8": call(b"caf\\xc3 \\xff ok"),
+        }}))
+    """)
+    assert out["past_cache"].startswith("ERROR") and "max_new_tokens must leave room" in out["past_cache"]
+    assert out["top_p"].startswith("ERROR") and "top_p must be in (0, 1]" in out["top_p"]
+    assert not out["long"].startswith("ERROR")  # a long prompt keeps its last tokens
+    assert not out["invalid_utf8"].startswith("ERROR")
+
+
+def test_existing_artifact_is_not_overwritten_unless_asked(tiny_model, tmp_path):
+    first = build.write_saved_model(tiny_model, tmp_path)
+    stamp = (first / "saved_model.pb").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        build.write_saved_model(tiny_model, tmp_path)
+    assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
+    build.write_saved_model(tiny_model, tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no temporary leftovers
