@@ -2,11 +2,13 @@
 cache) and against keras-hub's GPT2CausalLM; samplers, beams, stopping,
 streaming, buckets and bad input."""
 
+import tempfile
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from model_support import MEDIUM, keras_hub_backbone, small_config
+from model_support import MEDIUM, export_keras_hub, keras_hub_backbone, small_config
 from tfgpt2 import GPT2Config, GPT2LMHeadModel, set_seed
 
 EOS = 319
@@ -54,6 +56,7 @@ def model():
 PROMPTS = [[5, 17, 42, 8, 99, 3, 250], [7, 7, 7], [120]]
 
 
+@pytest.mark.slow
 def test_medium_cached_greedy_equals_full_recomputation():
     """GPT-2 Medium sizes, random weights, a left-padded batch."""
     config = GPT2Config(**MEDIUM, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
@@ -90,12 +93,8 @@ def test_greedy_equals_keras_hub_causal_lm():
     backbone = keras_hub_backbone(config, seed=5)
     causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     causal_lm.compile(sampler="greedy")
-    ours = GPT2LMHeadModel.from_config(config)
-    from keras_hub.src.utils.transformers.export.hf_exporter import export_backbone
-    import tempfile
-
     with tempfile.TemporaryDirectory() as directory:
-        export_backbone(backbone, directory)
+        export_keras_hub(backbone, directory)
         ours = GPT2LMHeadModel.from_pretrained(directory)
     rng = np.random.default_rng(3)
     prompt, new = 6, 20
@@ -133,6 +132,9 @@ def test_set_seed_makes_unseeded_sampling_reproducible(model):
     set_seed(42)
     b = model.generate(ids, max_new_tokens=10, do_sample=True)
     np.testing.assert_array_equal(a, b)
+    set_seed(43)
+    c = model.generate(ids, max_new_tokens=10, do_sample=True)
+    assert (a != c).any()
 
 
 def test_samples_follow_the_filtered_distribution(model):
@@ -215,17 +217,61 @@ def test_beam_search_matches_brute_force_and_beats_greedy(model):
         assert beam_score >= sequence_log_prob(model, row, greedy[i, width:]) - 1e-4
 
 
-def test_beam_search_with_stop_tokens_and_several_returns(model):
-    prompt = PROMPTS[0]
+def log_softmax(logits):
+    logits = logits.astype(np.float64)
+    return logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+
+
+def brute_force_beam_with_stop(model, prompt, beams, steps, stop, length_penalty, early_stopping):
+    """Beam search with a stop token by recomputation, transformers' rules:
+    the best 2 * beams extensions of the live beams are taken in order; one
+    ending in the stop token among the first `beams` enters the pool of
+    finished hypotheses (score / length ** length_penalty); the first
+    `beams` others live on. Done when the pool is full and (early_stopping
+    or) its worst score is at least the best live score so normalised; at
+    the end the live beams join the pool. Returns the pool, best first."""
+    live, pool = [(0.0, [])], []
+    for step in range(steps):
+        length = step + 1
+        candidates = []
+        for score, new in live:
+            lp = log_softmax(full_logits(model, list(prompt) + new))
+            candidates += [(score + lp[t], new + [int(t)]) for t in np.argsort(-lp)[:2 * beams]]
+        candidates = sorted(candidates, key=lambda c: -c[0])[:2 * beams]
+        live = []
+        for rank, (score, new) in enumerate(candidates):
+            if new[-1] == stop:
+                if rank < beams:
+                    pool.append((score / length ** length_penalty, new))
+            elif len(live) < beams:
+                live.append((score, new))
+        pool = sorted(pool, key=lambda h: -h[0])[:beams]
+        if len(pool) == beams and (early_stopping
+                                   or pool[-1][0] >= live[0][0] / length ** length_penalty):
+            return pool
+    pool += [(score / steps ** length_penalty, new) for score, new in live]
+    return sorted(pool, key=lambda h: -h[0])[:beams]
+
+
+@pytest.mark.parametrize("early_stopping,length_penalty", [(True, 1.0), (False, 0.5), (True, 0.0)])
+def test_beam_search_with_stop_tokens_matches_brute_force(model, early_stopping, length_penalty):
+    prompt, beams, steps = PROMPTS[2], 4, 10
     greedy = model.generate(np.array([prompt]), max_new_tokens=6, eos_token_id=[])[0, len(prompt):]
-    stop = int(greedy[2])  # a token greedy decoding reaches on step 3
-    out = model.generate(np.array([prompt]), max_new_tokens=10, num_beams=4,
-                         num_return_sequences=3, eos_token_id=stop, early_stopping=True)
+    # A stop token that ends some of the best hypotheses, so the stop rule is exercised.
+    for stop in map(int, greedy):
+        pool = brute_force_beam_with_stop(model, prompt, beams, steps, stop, length_penalty,
+                                          early_stopping)
+        if any(new[-1] == stop for _, new in pool):
+            break
+    else:
+        pytest.fail("no greedy token ends a best hypothesis; pick another prompt")
+    out = model.generate(np.array([prompt]), max_new_tokens=steps, num_beams=beams,
+                         num_return_sequences=3, eos_token_id=stop, early_stopping=early_stopping,
+                         length_penalty=length_penalty)
     assert out.shape[0] == 3
-    for row in out[:, len(prompt):]:
-        row = row.tolist()
-        if stop in row:  # finished hypotheses end at their stop token, then pad
-            assert all(t == EOS for t in row[row.index(stop) + 1:])
+    for row, (_, new) in zip(out[:, len(prompt):], pool):
+        assert row[:len(new)].tolist() == new
+        assert set(row[len(new):].tolist()) <= {EOS}  # then padding
 
 
 def test_per_row_stopping(model):
@@ -268,9 +314,6 @@ def test_streamer_receives_each_token(model):
 
 
 def test_programs_are_reused_within_a_bucket(model):
-    from tfgpt2.generation.programs import bucket_length
-
-    assert [bucket_length(n) for n in (1, 8, 9, 64, 65, 128, 129)] == [8, 8, 16, 64, 128, 128, 192]
     model.generate(np.array([[1, 2, 3]]), max_new_tokens=5)
     programs = model._decode_programs
     count = len(programs.tracing_counts())
@@ -334,8 +377,10 @@ def test_bad_prompts_are_clear_errors(model):
         model.generate(np.array([1, 2, 3]))
     with pytest.raises(ValueError, match=r"Token ids must be in \[0, 320\)"):
         model.generate(np.array([[1, 400]]))
-    with pytest.raises(TypeError, match="must be integers"):
+    with pytest.raises(TypeError, match="must hold integers"):
         model.generate(np.array([[1.0, 2.0]]))
+    with pytest.raises(TypeError, match=r"not bytes: decode it first"):
+        model.generate(b"a prompt")
     with pytest.raises(ValueError, match="needs a prompt"):
         model.generate()
 
