@@ -213,13 +213,36 @@ class GPT2Tokenizer:
                  padding_side: str | None = None, split_special_tokens: bool | None = None,
                  add_special_tokens: bool = True, pad_to_multiple_of: int | None = None
                  ) -> BatchEncoding:
-        """Encode a str or a list of str: `input_ids` and `attention_mask`.
+        """Encode a str or a list of str, as Hugging Face's tokenizer does.
 
-        padding: False / 'do_not_pad', True / 'longest', or 'max_length'
-          (needs a pad token: `tokenizer.pad_token = tokenizer.eos_token`).
-        truncation: True / 'longest_first' / 'only_first' cut to `max_length`
-          (default `model_max_length`); None with a `max_length` truncates too.
-        return_tensors: None (lists), 'np' (int64 arrays) or 'tf' (int32).
+        Args:
+          text: a str (one example) or a list of str (a batch).
+          return_tensors: None (Python lists), 'np' (int64 arrays) or 'tf'
+            (int32 tensors, what the models take).
+          padding: False / 'do_not_pad', True / 'longest', or 'max_length'
+            (needs a pad token: `tokenizer.pad_token = tokenizer.eos_token`).
+          truncation: True / 'longest_first' / 'only_first' cut to
+            `max_length` (default `model_max_length`); None with a
+            `max_length` truncates too, with a warning.
+          max_length: the length to truncate or pad to.
+          return_attention_mask: include `attention_mask` (1 on real tokens).
+          padding_side: 'right' (default) or 'left', for this call.
+          split_special_tokens: True encodes `<|endoftext|>` in the text as
+            ordinary text instead of the special token 50256.
+          add_special_tokens: accepted for compatibility; GPT-2 adds none.
+          pad_to_multiple_of: round the padded length up to a multiple.
+
+        Returns:
+          A `BatchEncoding` (a dict with attribute access): `input_ids` and
+          `attention_mask`, lists for a str and lists of lists for a batch
+          unless `return_tensors` is given ([batch, length] then).
+
+        Example:
+            tokenizer = GPT2Tokenizer.from_pretrained("gpt2-medium")
+            encoded = tokenizer("Replace me by any text you'd like.", return_tensors="tf")
+            encoded.input_ids.shape  # [1, 10]
+            tokenizer.pad_token = tokenizer.eos_token
+            batch = tokenizer(["a", "longer text"], padding=True, return_tensors="tf")
         """
         batched = self._check_text(text)
         texts = list(text) if batched else [text]
