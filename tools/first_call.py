@@ -4,7 +4,8 @@
 
 Each measurement runs in its own fresh Python process: `import tensorflow`,
 `import tfgpt2`, `GPT2Tokenizer.from_pretrained('gpt2-medium')`, its first
-call, then a second instance and its first call. `--cold` points the table
+call, then a second instance and its first call; then the first `generate`
+of a small random model (2 layers), compilation included. `--cold` points the table
 cache at an empty directory first (the first run after installing);
 without it the cache is warm (run once untimed to fill it). Prints one line
 per run and the medians.
@@ -36,10 +37,17 @@ tok2 = GPT2Tokenizer.from_pretrained("gpt2-medium")
 ids2 = tok2("hello world")["input_ids"]
 t5 = time.perf_counter()
 assert ids == ids2 == [31373, 995], ids
+from tfgpt2 import GPT2Config, GPT2LMHeadModel
+model = GPT2LMHeadModel.from_config(GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=128),
+                                    seed=0)
+t6 = time.perf_counter()
+model.generate([[1, 2, 3]], max_new_tokens=16)
+t7 = time.perf_counter()
 print(json.dumps({"import tensorflow": t1 - t0, "import tfgpt2": t2 - t1,
                   "from_pretrained": t3 - t2, "first call": t4 - t3,
                   "from_pretrained + first call": t4 - t2,
-                  "second instance + call": t5 - t4}))
+                  "second instance + call": t5 - t4,
+                  "first generate, small model": t7 - t6}))
 """
 
 
