@@ -1,0 +1,256 @@
+"""The deployable artifacts against the peers, on the same GPT-2 Medium
+weights: the .tflite in LiteRT (int8, float16, fp32) and the SavedModel
+(no-XLA and XLA variants) next to tfgpt2's `generate` and transformers'
+PyTorch `generate`.
+
+    python bench/export.py                                # everything
+    python bench/export.py --quantizations=int8 --no-saved_model
+
+Protocol (docs/benchmarks.md): seeded random weights, batch 1, an 8-token
+prompt, 64 new greedy tokens; tok/s is new tokens per second, median of
+--repeats timed generations after a warm-up one, peers interleaved round by
+round. Each .tflite runs in its own process (so its peak resident memory is
+its own), through export/litert_runner.py with 2 threads (XNNPACK).
+Quantisation drift: on a fixed 256-token text, the largest logit
+difference from the fp32 TF model, the mean NLL difference per token and
+how many of 64 greedy tokens agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("quantizations", ["int8", "float16", "none"], ".tflite files to measure.")
+flags.DEFINE_bool("saved_model", True, "Measure the SavedModel variants too.")
+flags.DEFINE_bool("torch", True, "Measure transformers' PyTorch generate.")
+flags.DEFINE_integer("new_tokens", 64, "New tokens per generation.")
+flags.DEFINE_integer("repeats", 3, "Timed generations per system (median).")
+flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-bench-export"),
+                    "Checkpoint and artifacts (reused when present).")
+flags.DEFINE_string("worker", None, "Internal: measure one .tflite in this process.")
+
+PROMPT = [464, 3139, 286, 1204, 318, 257, 1310, 1110]  # 8 tokens
+TEXT_TOKENS = 256
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def checkpoint_dir():
+    directory = os.path.join(FLAGS.work_dir, "medium")
+    if not os.path.isfile(os.path.join(directory, "model.safetensors")):
+        from tfgpt2 import GPT2Config, GPT2LMHeadModel
+
+        log(f"Writing a seeded random GPT-2 Medium to {directory} ...")
+        GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0
+                                    ).save_pretrained(directory)
+    return directory
+
+
+def fixed_text_ids():
+    """256 tokens of real text (the tokenizer test corpus's start)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from tokenizer_support import real_corpus, tiktoken_gpt2
+
+    return tiktoken_gpt2().encode(real_corpus()[0])[:TEXT_TOKENS]
+
+
+def ensure_tflite(quantization):
+    path = os.path.join(FLAGS.work_dir, f"medium.{quantization}.tflite")
+    if not os.path.isfile(path):
+        log(f"Converting to {path} (a few minutes) ...")
+        subprocess.run([sys.executable, "-c", (
+            "import sys; sys.path.insert(0, %r)\n"
+            "from tfgpt2 import GPT2LMHeadModel\n"
+            "from export import build\n"
+            "m = GPT2LMHeadModel.from_pretrained(%r)\n"
+            "build.write_tflite(m, %r, quantization=%r)\n") % (ROOT, checkpoint_dir(), path,
+                                                               quantization)], check=True)
+    return path
+
+
+def ensure_saved_model(xla):
+    base = os.path.join(FLAGS.work_dir, "served-xla" if xla else "served")
+    if not os.path.isdir(os.path.join(base, "1")):
+        from tfgpt2 import GPT2LMHeadModel
+        from export import build
+
+        log(f"Writing {base}/1 ...")
+        build.write_saved_model(GPT2LMHeadModel.from_pretrained(checkpoint_dir()), base, xla=xla)
+    return os.path.join(base, "1")
+
+
+# --- one .tflite, in its own process ------------------------------------------------------
+def tflite_worker(path):
+    from export.litert_runner import LiteRTRunner
+
+    first, runner = timed(lambda: LiteRTRunner(path, num_threads=2))
+    gen = lambda: runner.generate(PROMPT, max_new_tokens=FLAGS.new_tokens, do_sample=False,  # noqa: E731
+                                  stop_token_ids=[])
+    first_call, tokens = timed(gen)
+    times = [timed(gen)[0] for _ in range(FLAGS.repeats)]
+    text = fixed_text_ids()
+    prefill = runner.interpreter.get_signature_runner("prefill")
+    logits = []
+    for end in range(1, len(text) + 1, 32):  # last-position logits of growing prefixes
+        out = prefill(ids=np.asarray([text[:end]], np.int32), temperature=np.float32(0),
+                      top_k=np.int32(0), top_p=np.float32(1), seed=np.asarray([0, 0], np.int32))
+        logits.append(out["logits"][0])
+    print(json.dumps({"load_s": first, "first_call_s": first_call + first,
+                      "rate": FLAGS.new_tokens / statistics.median(times),
+                      "tokens": tokens, "logits": np.asarray(logits).tolist(),
+                      "peak_rss_gb": peak_rss_gb()}))
+
+
+def peak_rss_gb():
+    """This process's peak resident memory: VmHWM belongs to the process's
+    own address space, while getrusage's ru_maxrss can carry the parent's
+    peak across fork + exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def measure_tflite(path):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--worker={path}",
+                          f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- peers in this process ---------------------------------------------------------------
+def reference(model):
+    """fp32 TF: greedy tokens and the same prefix logits as the workers."""
+    text = fixed_text_ids()
+    logits = [model(np.asarray([text[:end]])).logits.numpy()[0, -1]
+              for end in range(1, len(text) + 1, 32)]
+    first_call, tokens = timed(lambda: model.generate(
+        np.asarray([PROMPT]), max_new_tokens=FLAGS.new_tokens, eos_token_id=[]))
+    return np.asarray(logits), tokens[0, len(PROMPT):].tolist(), first_call
+
+
+def nll_per_token(logits_rows, text):
+    """Mean NLL of the token after each measured prefix."""
+    targets = [text[end] for end in range(1, len(text) + 1, 32) if end < len(text)]
+    rows = logits_rows[: len(targets)].astype(np.float64)
+    log_norm = rows.max(1) + np.log(np.exp(rows - rows.max(1, keepdims=True)).sum(1))
+    return float(np.mean(log_norm - rows[np.arange(len(targets)), targets]))
+
+
+def rate_of(fn, rounds):
+    fn()  # warm-up (compilation)
+    return [timed(fn)[0] for _ in range(rounds)]
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker:
+        return tflite_worker(FLAGS.worker)
+    from tfgpt2 import GPT2LMHeadModel
+    import tensorflow as tf
+
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    directory = checkpoint_dir()
+    paths = {q: ensure_tflite(q) for q in FLAGS.quantizations}
+    served = {False: ensure_saved_model(False), True: ensure_saved_model(True)} \
+        if FLAGS.saved_model else {}
+
+    model = GPT2LMHeadModel.from_pretrained(directory)
+    ref_logits, ref_tokens, generate_first_call = reference(model)
+    text = fixed_text_ids()
+    ids = np.asarray([PROMPT])
+    systems = {"tfgpt2 generate (XLA)": lambda: model.generate(
+        ids, max_new_tokens=FLAGS.new_tokens, eos_token_id=[])}
+    firsts = {"tfgpt2 generate (XLA)": generate_first_call}
+    if FLAGS.torch:
+        import torch
+        from transformers import GPT2LMHeadModel as TorchGPT2
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch_model = TorchGPT2.from_pretrained(directory).eval()
+
+        def torch_generate():
+            with torch.inference_mode():
+                tensor = torch.as_tensor(ids)
+                return torch_model.generate(tensor, attention_mask=torch.ones_like(tensor),
+                                            max_new_tokens=FLAGS.new_tokens,
+                                            min_new_tokens=FLAGS.new_tokens, do_sample=False,
+                                            pad_token_id=50256)
+
+        systems["transformers (PyTorch) generate"] = torch_generate
+    prompt_text = model.tokenizer.decode(PROMPT)
+    for xla, path in served.items():
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        name = f"SavedModel serving_default ({'XLA' if xla else 'no XLA'})"
+        systems[name] = (lambda s=signature: s(
+            prompts=tf.constant([prompt_text]), max_new_tokens=tf.constant(FLAGS.new_tokens),
+            temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
+            seed=tf.constant(0)))
+    for name, fn in systems.items():
+        if name not in firsts:  # tfgpt2's first generate ran in reference()
+            firsts[name], _ = timed(fn)
+    times = {name: [] for name in systems}
+    for _ in range(FLAGS.repeats):  # interleaved rounds
+        for name, fn in systems.items():
+            times[name].append(timed(fn)[0])
+    rates = {name: FLAGS.new_tokens / statistics.median(t) for name, t in times.items()}
+
+    log("Measuring the .tflite files, one process each ...")
+    lite = {q: measure_tflite(p) for q, p in paths.items()}
+
+    torch_rate = rates.get("transformers (PyTorch) generate")
+    ours = rates["tfgpt2 generate (XLA)"]
+    print(f"\nGPT-2 Medium, random weights, batch 1, prompt {len(PROMPT)}, {FLAGS.new_tokens} new "
+          f"greedy tokens, median of {FLAGS.repeats}; {os.cpu_count()} CPU threads; "
+          f"load {os.getloadavg()[0]:.2f}\n")
+    print("| system | tok/s | vs PyTorch | vs tfgpt2 generate | first call (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rate in rates.items():
+        vs_torch = f"{rate / torch_rate:.2f}x" if torch_rate else "-"
+        print(f"| {name} | {rate:.2f} | {vs_torch} | {rate / ours:.2f}x | {firsts[name]:.1f} |")
+    for q, r in lite.items():
+        vs_torch = f"{r['rate'] / torch_rate:.2f}x" if torch_rate else "-"
+        print(f"| .tflite {q} in LiteRT | {r['rate']:.2f} | {vs_torch} | {r['rate'] / ours:.2f}x "
+              f"| {r['first_call_s']:.1f} |")
+    fp32_size = os.path.getsize(paths["none"]) if "none" in paths else None
+    ref_nll = nll_per_token(ref_logits, text)
+    print("\n| .tflite | size (MB) | vs fp32 file | peak RSS of the runner (GB) | max abs logit "
+          "diff vs TF fp32 | NLL/token diff | greedy tokens equal to TF fp32 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for q, r in lite.items():
+        size = os.path.getsize(paths[q])
+        ratio = f"{size / fp32_size:.2f}" if fp32_size else "-"
+        logits = np.asarray(r["logits"])
+        agree = sum(a == b for a, b in zip(r["tokens"], ref_tokens))
+        print(f"| {q} | {size / 1e6:.0f} | {ratio} | {r['peak_rss_gb']:.2f} | "
+              f"{np.abs(logits - ref_logits).max():.2e} | "
+              f"{nll_per_token(logits, text) - ref_nll:+.2e} | {agree}/{len(ref_tokens)} |")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,119 @@
+"""The weight-streaming bound of batch-1 decoding: a bare chain of GPT-2
+Medium's 97 mat-vecs (4 per block, then the LM head), nothing else, run as
+decode steps. A decode step cannot beat its chain on the same machine, so
+the ratio decode / chain says how much of a step is spent outside the
+weights' matmuls.
+
+    python bench/weight_stream.py             # TF+XLA ([out, in] and [in, out]), PyTorch
+    python bench/weight_stream.py --steps=32 --repeats=5
+
+Each chain keeps a data dependency from step to step (the next input comes
+from the previous step's output), as decoding does. Weights are random
+float32, 1.42 GB per copy; tok/s is steps per second, median of --repeats
+loops of --steps steps after a warm-up loop. Compare with bench/decode.py's
+batch-1 greedy rows, run on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 64, "Decode steps per timed loop.")
+flags.DEFINE_integer("repeats", 3, "Timed loops (median).")
+flags.DEFINE_list("systems", ["tf_out_in", "tf_in_out", "torch"], "Chains to run.")
+
+WIDTH, LAYERS, VOCAB = 1024, 24, 50257
+# (out, in) of each block's weights: attention in/out, MLP in/out.
+BLOCK = [(3 * WIDTH, WIDTH), (WIDTH, WIDTH), (4 * WIDTH, WIDTH), (WIDTH, 4 * WIDTH)]
+
+
+def weights(rng):
+    mats = [rng.standard_normal(shape, dtype=np.float32) * 0.02
+            for _ in range(LAYERS) for shape in BLOCK]
+    return mats + [rng.standard_normal((VOCAB, WIDTH), dtype=np.float32) * 0.02]
+
+
+def tf_chain(mats, out_in: bool):
+    import tensorflow as tf
+
+    stored = [tf.Variable(m if out_in else m.T) for m in mats]
+
+    def matvec(h, w):
+        return tf.matmul(h, w, transpose_b=out_in)
+
+    def step(h):
+        for i in range(LAYERS):
+            qkv, proj, fc, fc_proj = stored[4 * i: 4 * i + 4]
+            h = h + matvec(matvec(h, qkv)[:, :WIDTH], proj)
+            h = h + matvec(tf.tanh(matvec(h, fc)), fc_proj)
+        logits = matvec(h, stored[-1])
+        return h * 0.5 + logits[:, :WIDTH] * 1e-3
+
+    @tf.function(jit_compile=True)
+    def loop(h):
+        return tf.while_loop(lambda i, h: i < FLAGS.steps, lambda i, h: (i + 1, step(h)),
+                             (tf.constant(0), h))[1]
+
+    start = tf.ones([1, WIDTH])
+    return lambda: loop(start).numpy()
+
+
+def torch_chain(mats):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    stored = [torch.from_numpy(m) for m in mats]  # [out, in], as nn.Linear keeps them
+    linear = torch.nn.functional.linear
+
+    def run():
+        with torch.inference_mode():
+            h = torch.ones(1, WIDTH)
+            for _ in range(FLAGS.steps):
+                for i in range(LAYERS):
+                    qkv, proj, fc, fc_proj = stored[4 * i: 4 * i + 4]
+                    h = h + linear(linear(h, qkv)[:, :WIDTH], proj)
+                    h = h + linear(torch.tanh(linear(h, fc)), fc_proj)
+                h = h * 0.5 + linear(h, stored[-1])[:, :WIDTH] * 1e-3
+            return h.numpy()
+
+    return run
+
+
+def main(argv):
+    del argv
+    mats = weights(np.random.default_rng(0))
+    gigabytes = sum(m.size for m in mats) * 4 / 1e9
+    builders = {"tf_out_in": lambda: tf_chain(mats, True),
+                "tf_in_out": lambda: tf_chain(mats, False),
+                "torch": lambda: torch_chain(mats)}
+    names = {"tf_out_in": "TF + XLA, weights [out, in] (tfgpt2's layout)",
+             "tf_in_out": "TF + XLA, weights [in, out] (Keras' usual layout)",
+             "torch": "PyTorch, nn.Linear's [out, in]"}
+    runs = {name: builders[name]() for name in FLAGS.systems}
+    for run in runs.values():
+        run()  # warm-up: compilation, first touch of the weights
+    times = {name: [] for name in runs}
+    for _ in range(FLAGS.repeats):  # interleaved rounds
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    print(f"\nGPT-2 Medium's 97 mat-vecs, {gigabytes:.2f} GB fp32 per step, {FLAGS.steps} steps, "
+          f"median of {FLAGS.repeats}; load {os.getloadavg()[0]:.2f}\n")
+    print("| chain | steps/s (tok/s bound) | GB/s |")
+    print("|---|---:|---:|")
+    for name, measured in times.items():
+        rate = FLAGS.steps / statistics.median(measured)
+        print(f"| {names[name]} | {rate:.2f} | {rate * gigabytes:.1f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
