@@ -203,6 +203,61 @@ def test_config_errors_are_clear():
         GPT2Config.from_dict({"model_type": "llama"})
 
 
+@pytest.fixture(scope="module")
+def long_context_pair(tmp_path_factory):
+    """A small keras-hub GPT-2 with a 1024-token context, and ours from its export."""
+    config = small_config(n_positions=1024)
+    backbone = keras_hub_backbone(config, seed=3)
+    directory = tmp_path_factory.mktemp("long_context")
+    export_keras_hub(backbone, directory)
+    return backbone, GPT2LMHeadModel.from_pretrained(directory)
+
+
+def test_long_inputs_attend_in_query_blocks_and_match_keras_hub(long_context_pair):
+    """At 1024 tokens attention runs in query blocks that skip the keys the
+    causal mask hides (layers.QUERY_BLOCK); the result is keras-hub's, eager
+    and in a compiled function, for a full row and a left-padded one."""
+    from tfgpt2.modeling import layers
+
+    backbone, model = long_context_pair
+    assert 1024 >= 2 * layers.QUERY_BLOCK and 1000 % layers.QUERY_BLOCK != 0
+    rng = np.random.default_rng(4)
+    full = rng.integers(0, 320, size=1024)
+    short = rng.integers(0, 320, size=1000)  # a partial last block
+    ids = np.stack([full, np.concatenate([np.full(24, 319), short])])
+    mask = np.stack([np.ones(1024, np.int32), (np.arange(1024) >= 24).astype(np.int32)])
+    compiled = tf.function(lambda i, m: model({"input_ids": i, "attention_mask": m}).logits,
+                           jit_compile=True)
+    for logits in (model({"input_ids": ids, "attention_mask": mask}).logits.numpy(),
+                   compiled(tf.constant(ids), tf.constant(mask)).numpy()):
+        _, ref_full = keras_hub_outputs(backbone, full[None])
+        _, ref_short = keras_hub_outputs(backbone, short[None])
+        np.testing.assert_allclose(logits[0], ref_full[0], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(logits[1, 24:], ref_short[0], atol=1e-4, rtol=0)
+
+
+def test_query_blocks_leave_the_gradient_unchanged(long_context_pair, monkeypatch):
+    """Training differentiates through the blocks: the same loss gradient as
+    one block over the whole row."""
+    from tfgpt2.modeling import layers
+
+    _, model = long_context_pair
+    ids = tf.constant(np.random.default_rng(5).integers(0, 320, size=(1, 1024)))
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            logits = model(ids).logits
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                ids[:, 1:], logits[:, :-1], from_logits=True))
+        return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_weights)]
+
+    blocked = gradient()
+    monkeypatch.setattr(layers, "QUERY_BLOCK", 4096)  # one block: the plain path
+    whole = gradient()
+    for a, b in zip(blocked, whole):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
 def test_cached_forward_outside_xla_matches_the_full_forward():
     """The same forward with a KV cache, run by the plain TF runtime (eager):
     a 3-token prefill then one token at a time equals one full pass."""

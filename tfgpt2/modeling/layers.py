@@ -130,6 +130,14 @@ class AttentionBias(keras.layers.Layer):
                                  "float32")
 
 
+# Without a cache, queries are taken this many at a time, each block against
+# the keys up to its last query only: a causal mask hides every later key
+# from the whole block, so its scores, softmax and weighted sum are skipped,
+# not computed and masked (at 1024 tokens, 4 blocks do 5/8 of the work; the
+# result is the same, masked keys weigh exactly 0 either way).
+QUERY_BLOCK = 256
+
+
 class GPT2Attention(keras.layers.Layer):
     """Causal multi-head self-attention with an optional fixed-size KV cache."""
 
@@ -186,25 +194,42 @@ class GPT2Attention(keras.layers.Layer):
                     raise ValueError("A read-only cache takes one new token at a time.")
                 new_cache = (k, v)
                 bias = tf.concat([bias, tf.zeros_like(bias[..., :1])], axis=-1)
-        if cache is not None and not cache_write:
-            scores = tf.concat([tf.matmul(q, cache[0], transpose_b=True),
-                                tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1)
+        if cache is None and isinstance(length, int) and length >= 2 * QUERY_BLOCK:
+            out = tf.concat([
+                self._attend(q[:, :, start:start + QUERY_BLOCK], k[:, :, :start + QUERY_BLOCK],
+                             v[:, :, :start + QUERY_BLOCK],
+                             bias[:, :, start:start + QUERY_BLOCK, :start + QUERY_BLOCK],
+                             scale, training)
+                for start in range(0, length, QUERY_BLOCK)], axis=2)
+        elif cache is None:
+            out = self._attend(q, k, v, bias, scale, training)
         else:
-            scores = tf.matmul(q, k, transpose_b=True)
-        scores = tf.reshape(scores * scale, [batch, self.n_head, length, -1])
-        # Softmax in float32 whatever the compute dtype (mixed precision).
-        probs = tf.nn.softmax(tf.cast(scores, "float32") + bias, axis=-1)
-        probs = self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
-        if cache is not None:
+            if cache_write:
+                scores = tf.matmul(q, k, transpose_b=True)
+            else:
+                scores = tf.concat([tf.matmul(q, cache[0], transpose_b=True),
+                                    tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1)
+            scores = tf.reshape(scores * scale, [batch, self.n_head, length, -1])
+            probs = self._probabilities(scores, bias, training)
             probs = tf.reshape(probs, [batch * self.n_head, length, -1])
-        if cache is not None and not cache_write:
-            out = tf.matmul(probs[..., :-1], cache[1]) + probs[..., -1:] * v
-        else:
-            out = tf.matmul(probs, v)
+            if cache_write:
+                out = tf.matmul(probs, v)
+            else:
+                out = tf.matmul(probs[..., :-1], cache[1]) + probs[..., -1:] * v
         out = tf.reshape(out, [batch, self.n_head, length, self.head_dim])
         out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_embd])
         out = self.resid_dropout(self.c_proj(out), training=training)
         return out if cache is None else (out, new_cache)
+
+    def _probabilities(self, scores, bias, training):
+        # Softmax in float32 whatever the compute dtype (mixed precision).
+        probs = tf.nn.softmax(tf.cast(scores, "float32") + bias, axis=-1)
+        return self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
+
+    def _attend(self, q, k, v, bias, scale, training):
+        """softmax(q k^T * scale + bias) v for [B, H, T, D] queries, keys, values."""
+        scores = tf.matmul(q, k, transpose_b=True) * scale
+        return tf.matmul(self._probabilities(scores, bias, training), v)
 
     def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
                             training=None):
