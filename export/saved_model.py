@@ -28,6 +28,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from export import resolve_cache_length
 from tfgpt2.generation import packing
 from tfgpt2.generation.programs import ProgramKey, ProgramKind, _graph, _xla
 
@@ -52,10 +53,7 @@ class ServingModule(tf.Module):
     def __init__(self, model, tokenizer, *, cache_length: int | None = None, xla: bool = False):
         super().__init__(name="tfgpt2")
         config = model.config
-        self.cache_length = int(cache_length or config.n_positions)
-        if not 2 <= self.cache_length <= config.n_positions:
-            raise ValueError(f"cache_length must be in [2, {config.n_positions}] (the model's "
-                             f"context), got {cache_length}.")
+        self.cache_length = resolve_cache_length(cache_length, config)
         self.tokenizer = tokenizer  # a tf.Module: its tables are saved with it
         # The weights' tf.Variables, tracked so they are saved in variables/.
         self.weights = [w.value for w in model.weights]

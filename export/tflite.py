@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from export import resolve_cache_length
 from tfgpt2.generation import sampling
 from tfgpt2.modeling.masking import position_ids
 
@@ -65,10 +66,7 @@ class LiteRTModule(tf.Module):
     def __init__(self, model, tokenizer, cache_length: int | None = None):
         super().__init__(name="tfgpt2_litert")
         config = model.config
-        self.cache_length = int(cache_length or config.n_positions)
-        if not 2 <= self.cache_length <= config.n_positions:
-            raise ValueError(f"cache_length must be in [2, {config.n_positions}] (the model's "
-                             f"context), got {cache_length}.")
+        self.cache_length = resolve_cache_length(cache_length, config)
         self._model, self._config, self._tokenizer = model, config, tokenizer
         # Tracked, so the converter freezes them into the file.
         self.weights = [w.value for w in model.weights]

@@ -166,17 +166,25 @@ def _make_span_fn(model):
         # scored, not over the context positions.
         logits = model.lm_logits(tf.gather(hidden, positions, batch_dims=1))
         targets = tf.gather(ids, positions, batch_dims=1)
-        nll, weight = token_nll(logits, targets, span_mask)
-        predicted = logits[:, :-1]
-        # first_token_bias [V] (0 or -inf) lets a caller rule tokens out of
-        # the greedy choice at the span's first position (LAMBADA's stop-word
-        # filter); it changes no probability.
-        predicted = tf.concat([predicted[:, :1] + first_token_bias, predicted[:, 1:]], axis=1)
-        best = tf.argmax(predicted, axis=-1, output_type=tf.int32)
-        hit = tf.logical_or(tf.equal(best, targets[:, 1:]), weight == 0)
-        return tf.reduce_sum(nll, axis=1), tf.reduce_sum(weight, axis=1), tf.reduce_all(hit, axis=1)
+        return _row_scores(logits, targets, span_mask, first_token_bias)
 
     return run
+
+
+def _row_scores(logits, targets, mask, first_token_bias):
+    """Per row: the summed NLL of `targets[:, 1:]` under `logits[:, :-1]`
+    where `mask` allows, how many tokens that scored, and whether greedy
+    decoding picks every scored target.
+
+    first_token_bias [V] (0 or -inf) lets a caller rule tokens out of the
+    greedy choice at the first scored position (LAMBADA's stop-word
+    filter); it changes no probability."""
+    nll, weight = token_nll(logits, targets, mask)
+    predicted = logits[:, :-1]
+    predicted = tf.concat([predicted[:, :1] + first_token_bias, predicted[:, 1:]], axis=1)
+    best = tf.argmax(predicted, axis=-1, output_type=tf.int32)
+    hit = tf.logical_or(tf.equal(best, targets[:, 1:]), weight == 0)
+    return tf.reduce_sum(nll, axis=1), tf.reduce_sum(weight, axis=1), tf.reduce_all(hit, axis=1)
 
 
 def _run_batch(model, rows: list[np.ndarray], spans: list[tuple[int, int]], row_length: int,
@@ -447,12 +455,7 @@ def _make_choice_fn(model):
         logits = model.lm_logits(hidden)
         targets = tf.concat([tf.zeros([count, 1], choices.dtype), choices], axis=1)
         mask = tf.concat([tf.ones([count, 1], choice_mask.dtype), choice_mask], axis=1)
-        nll, weight = token_nll(logits, targets, mask)
-        predicted = logits[:, :-1]
-        predicted = tf.concat([predicted[:, :1] + first_token_bias, predicted[:, 1:]], axis=1)
-        best = tf.argmax(predicted, axis=-1, output_type=tf.int32)
-        hit = tf.logical_or(tf.equal(best, targets[:, 1:]), weight == 0)
-        return tf.reduce_sum(nll, axis=1), tf.reduce_sum(weight, axis=1), tf.reduce_all(hit, axis=1)
+        return _row_scores(logits, targets, mask, first_token_bias)
 
     return run
 
