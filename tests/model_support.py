@@ -57,3 +57,20 @@ def small_config(**overrides) -> GPT2Config:
                   bos_token_id=319, eos_token_id=319)
     values.update(overrides)
     return GPT2Config(**values)
+
+
+def louder_small_model(**overrides):
+    """A small random GPT2LMHeadModel whose next-token distribution is varied,
+    peaked but not certain, so samplers and beam search face a real one.
+
+    A fresh init mostly echoes the last token (its embedding dominates the
+    residual stream) with near-flat logits otherwise; a larger embedding and
+    louder blocks fix that."""
+    from tfgpt2 import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_config(small_config(**overrides), seed=0)
+    model.embeddings.wte.assign(model.embeddings.wte.numpy() * 12.0)
+    for block in model.blocks:
+        for layer in (block.attn.c_proj, block.mlp.c_proj):
+            layer.kernel.assign(layer.kernel.numpy() * 60.0)
+    return model

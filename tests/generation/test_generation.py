@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model_support import MEDIUM, export_keras_hub, keras_hub_backbone, small_config
+from model_support import (MEDIUM, export_keras_hub, keras_hub_backbone, louder_small_model,
+                           small_config)
 from tfgpt2 import GPT2Config, GPT2LMHeadModel, set_seed
 
 EOS = 319
@@ -41,16 +42,7 @@ def left_padded(rows, pad=EOS):
 
 @pytest.fixture(scope="module")
 def model():
-    m = GPT2LMHeadModel.from_config(small_config(), seed=0)
-    # A fresh init mostly echoes the last token (its embedding dominates the
-    # residual stream) with near-flat logits otherwise. Louder blocks and a
-    # larger embedding give a varied, peaked-but-not-certain distribution,
-    # so the samplers face a real one.
-    m.embeddings.wte.assign(m.embeddings.wte.numpy() * 12.0)
-    for block in m.blocks:
-        for layer in (block.attn.c_proj, block.mlp.c_proj):
-            layer.kernel.assign(layer.kernel.numpy() * 60.0)
-    return m
+    return louder_small_model()
 
 
 PROMPTS = [[5, 17, 42, 8, 99, 3, 250], [7, 7, 7], [120]]

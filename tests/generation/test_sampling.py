@@ -438,17 +438,9 @@ SAMPLED = dict(do_sample=True, top_k=50, top_p=0.9, temperature=0.8, seed=21, eo
 
 @pytest.fixture(scope="module")
 def model():
-    from model_support import small_config
+    from model_support import louder_small_model
 
-    from tfgpt2 import GPT2LMHeadModel
-
-    m = GPT2LMHeadModel.from_config(small_config(), seed=0)
-    # As in test_generation: louder weights give a varied distribution.
-    m.embeddings.wte.assign(m.embeddings.wte.numpy() * 12.0)
-    for block in m.blocks:
-        for layer in (block.attn.c_proj, block.mlp.c_proj):
-            layer.kernel.assign(layer.kernel.numpy() * 60.0)
-    return m
+    return louder_small_model()
 
 
 def test_streaming_samples_the_same_tokens_as_the_loop(model):
