@@ -18,6 +18,7 @@ how many of 64 greedy tokens agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -70,8 +71,10 @@ def checkpoint_dir():
     return directory
 
 
+@functools.cache
 def fixed_text_ids():
-    """256 tokens of real text (the tokenizer test corpus's start)."""
+    """256 tokens of real text (the tokenizer test corpus's start), read and
+    tokenized once per process."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from tokenizer_support import real_corpus, tiktoken_gpt2
 
