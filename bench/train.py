@@ -45,6 +45,9 @@ flags.DEFINE_integer("steps", 3, "Timed steps (median).")
 flags.DEFINE_bool("medium", False, "Run the GPT-2 Medium memory/time measurement instead.")
 flags.DEFINE_bool("medium_child", False, "(internal) the Medium measurement itself.")
 flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for PyTorch.")
+flags.DEFINE_enum("mixed_precision", "none", ["none", "bf16"],
+                  "Compute dtype of every peer: float32, or bfloat16 with float32 master weights "
+                  "(Keras' mixed_bfloat16; PyTorch autocast).")
 
 SMALL = dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
 LR, WEIGHT_DECAY, DROPOUT = 1e-4, 0.01, 0.1
@@ -87,7 +90,7 @@ class TfGpt2:
                                   warmup_steps=0, lr_schedule="constant", weight_decay=WEIGHT_DECAY,
                                   clip_norm=1.0, train_steps=10**6)
         with strategy.scope():
-            model = GPT2LMHeadModel.from_config(config, seed=0)
+            model = GPT2LMHeadModel.from_config(config, seed=0, dtype=keras_policy())
             optimizer, _ = make_optimizer(settings, model)
         self.steps = Steps(model, optimizer, strategy, clip_norm=1.0, jit_compile=self.jit_compile)
         batch = {"tokens": tf.constant(tokens), "mask": tf.ones_like(tokens),
@@ -111,6 +114,7 @@ class TfGpt2NoXla(TfGpt2):
 
 class KerasHub:
     name = "keras-hub `GPT2CausalLM.fit`, jit_compile=True"
+    jit_compile = True
 
     def __init__(self, tokens):
         import keras
@@ -121,12 +125,12 @@ class KerasHub:
             vocabulary_size=SMALL["vocab_size"], num_layers=SMALL["n_layer"],
             num_heads=SMALL["n_head"], hidden_dim=SMALL["n_embd"],
             intermediate_dim=4 * SMALL["n_embd"], max_sequence_length=SMALL["n_positions"],
-            dropout=DROPOUT)
+            dropout=DROPOUT, dtype=keras_policy())
         self.model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
         self.model.compile(optimizer=keras.optimizers.AdamW(LR, weight_decay=WEIGHT_DECAY,
                                                             global_clipnorm=1.0),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                           jit_compile=True)
+                           jit_compile=self.jit_compile)
         inputs = tokens[:, :-1]
         self.x = {"token_ids": inputs, "padding_mask": np.ones_like(inputs, bool)}
         self.y = tokens[:, 1:]
@@ -134,6 +138,11 @@ class KerasHub:
     def step(self):
         # fit() on one batch per call: Keras reuses its compiled train function.
         self.model.fit(self.x, self.y, batch_size=len(self.y), epochs=1, verbose=0, shuffle=False)
+
+
+class KerasHubNoXla(KerasHub):
+    name = "keras-hub `GPT2CausalLM.fit`, jit_compile=False"
+    jit_compile = False
 
 
 class Torch:
@@ -155,7 +164,9 @@ class Torch:
         self.torch = torch
 
     def step(self):
-        loss = self.model(self.ids, labels=self.ids).loss
+        with self.torch.autocast("cpu", dtype=self.torch.bfloat16,
+                                 enabled=FLAGS.mixed_precision == "bf16"):
+            loss = self.model(self.ids, labels=self.ids).loss
         loss.backward()
         self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -163,7 +174,12 @@ class Torch:
         return float(loss.detach())
 
 
-PEERS = {"tfgpt2": TfGpt2, "tfgpt2_noxla": TfGpt2NoXla, "keras_hub": KerasHub, "torch": Torch}
+PEERS = {"tfgpt2": TfGpt2, "tfgpt2_noxla": TfGpt2NoXla, "keras_hub": KerasHub,
+         "keras_hub_noxla": KerasHubNoXla, "torch": Torch}
+
+
+def keras_policy() -> str:
+    return {"none": "float32", "bf16": "mixed_bfloat16"}[FLAGS.mixed_precision]
 
 
 def small_table() -> None:
@@ -188,7 +204,7 @@ def small_table() -> None:
         rows.append((peer.name, result))
     base = per_step / rows[0][1]["step"]
     print(f"GPT-2 small config (12 x 768), batch {FLAGS.batch_size} x seq {FLAGS.seq_len}, "
-          f"fp32, AdamW; load before: {os.getloadavg()[0]:.2f}")
+          f"{'bf16 mixed precision' if FLAGS.mixed_precision == 'bf16' else 'fp32'}, AdamW; load before: {os.getloadavg()[0]:.2f}")
     print("| system | s/step | tok/s | tfgpt2 speed-up | first " f"{FLAGS.warmup} steps (s) | cores used |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:

@@ -104,18 +104,25 @@ def settings(corpus_dir, tiny_dir, out, **overrides):
 def test_gradient_accumulation_equals_one_larger_batch(corpus_dir, tiny_dir, tmp_path):
     finetune(**settings(corpus_dir, tiny_dir, tmp_path / "one"))
     finetune(**settings(corpus_dir, tiny_dir, tmp_path / "accum", grad_accum_steps=4))
-    assert max_weight_difference(tmp_path / "one", tmp_path / "accum") < 2e-6
+    # AdamW moves a weight by ~lr = 1e-3 per step whatever the gradient's
+    # scale; summing in another order may shift that by float rounding.
+    assert max_weight_difference(tmp_path / "one", tmp_path / "accum") < 5e-6
     # ... and training did move the weights, far more than that tolerance.
     assert max_weight_difference(tmp_path / "one", tiny_dir) > 1e-3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains_float32_weights(passage_dir, tiny_dir, tmp_path, precision):
+@pytest.mark.parametrize("precision,jit_compile", [
+    ("bf16", None),  # on CPU: a plain-graph gradient (oneDNN bf16 kernels), an XLA update
+    ("bf16", True),  # one XLA program, as on GPUs
+    ("fp16", None),
+])
+def test_mixed_precision_trains_float32_weights(passage_dir, tiny_dir, tmp_path, precision,
+                                                jit_compile):
     result = finetune(train_files=str(passage_dir / "*.txt"), output_dir=str(tmp_path),
                       model=str(tiny_dir), global_batch_size=2, seq_len=32, train_steps=12,
                       learning_rate=1e-2, warmup_steps=2, checkpoint_every=0, eval_every=0,
-                      mixed_precision=precision, verbose=False)
+                      mixed_precision=precision, jit_compile=jit_compile, verbose=False)
     losses = result.history["loss"]
     assert losses[-1] < 0.6 * losses[0]
     compute = {"bf16": "bfloat16", "fp16": "float16"}[precision]

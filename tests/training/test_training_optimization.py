@@ -1,5 +1,5 @@
 """The learning-rate schedule against nanoGPT's formula written out here,
-and which weights AdamW decays."""
+which weights AdamW decays, and when the step is XLA-compiled."""
 
 import math
 
@@ -8,6 +8,7 @@ import pytest
 
 from tfgpt2 import GPT2LMHeadModel
 from tfgpt2.training.optimization import WarmupDecay, decayed
+from tfgpt2.training.settings import FinetuneConfig
 from training_support import tiny_config
 
 
@@ -40,3 +41,14 @@ def test_weight_decay_goes_to_matrices_but_not_positions_biases_or_layernorm():
     assert len(chosen) == 1 + 4 * model.config.n_layer
     assert not any(p.endswith(("wpe", "bias", "gamma", "beta")) for p in chosen)
     assert np.all([len(v.shape) == 2 for v in model.trainable_variables if decayed(v)])
+
+
+@pytest.mark.parametrize("on_cpu,chosen,expected", [
+    (True, None, False),   # CPUs: oneDNN's matmuls beat XLA's, the gradient is a plain graph
+    (False, None, True),   # GPUs and TPUs: one XLA program
+    (True, True, True),    # an explicit choice always wins
+    (False, False, False),
+])
+def test_the_gradient_is_xla_compiled_except_on_cpus(on_cpu, chosen, expected):
+    config = FinetuneConfig(train_files="x", output_dir="y", jit_compile=chosen)
+    assert config.resolved_jit_compile(on_cpu=on_cpu) is expected

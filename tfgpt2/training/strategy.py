@@ -63,3 +63,11 @@ def is_chief(strategy) -> bool:
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
+
+
+def replicas_on_cpu(strategy) -> bool:
+    """Whether the strategy's replicas run on CPUs (no GPU or TPU)."""
+    import tensorflow as tf
+
+    return all(tf.DeviceSpec.from_string(device).device_type == "CPU"
+               for device in strategy.extended.worker_devices)

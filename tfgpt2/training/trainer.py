@@ -169,6 +169,7 @@ class _Run:
         from tfgpt2.training.optimization import make_optimizer
         from tfgpt2.training.reporting import RunReport
         from tfgpt2.training.step import Steps
+        from tfgpt2.training.strategy import replicas_on_cpu
 
         config, strategy = self.config, self.strategy
         layout = data.BatchLayout(config.global_batch_size, strategy.num_replicas_in_sync,
@@ -201,7 +202,7 @@ class _Run:
 
         steps = Steps(model, optimizer, strategy, grad_accum_steps=config.grad_accum_steps,
                       clip_norm=config.clip_norm, seed=config.seed,
-                      jit_compile=True if config.jit_compile is None else config.jit_compile)
+                      jit_compile=config.resolved_jit_compile(on_cpu=replicas_on_cpu(strategy)))
         report = RunReport(self.output_dir / "logs" if self.chief else None, config.train_steps,
                            start, verbose=self.verbose and self.chief)
         callbacks = keras.callbacks.CallbackList(self.callbacks, model=model) if self.callbacks else None
