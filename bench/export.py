@@ -4,7 +4,7 @@ weights: the .tflite in LiteRT (int8, float16, fp32) and the SavedModel
 PyTorch `generate`.
 
     python bench/export.py                                # everything
-    python bench/export.py --quantizations=int8 --no-saved_model
+    python bench/export.py --quantizations=int8 --nosaved_model
 
 Protocol (docs/benchmarks.md): seeded random weights, batch 1, an 8-token
 prompt, 64 new greedy tokens; tok/s is new tokens per second, median of
