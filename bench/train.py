@@ -1,13 +1,15 @@
-"""Training speed: tfgpt2's compiled train step against keras-hub's
+"""Training speed: tfgpt2's train step against keras-hub's
 `GPT2CausalLM.fit` and transformers' PyTorch training step, in one run; and
 GPT-2 Medium's memory and step time at seq 1024.
 
     python bench/train.py                       # GPT-2 small config, all peers
-    python bench/train.py --peers=tfgpt2,keras_hub --steps=4
+    python bench/train.py --mixed_precision=bf16
+    python bench/train.py --peers=tfgpt2_noxla,keras_hub --steps=4
     python bench/train.py --medium              # Medium, seq 1024, batch 1 (a subprocess)
 
 Protocol: the GPT-2 small config (12 layers, 768 wide, 12 heads, vocab 50257,
-dropout 0.1), random init, AdamW (lr 1e-4, weight decay 0.01), fp32, the same
+dropout 0.1), random init, AdamW (lr 1e-4, weight decay 0.01), fp32 (or
+every peer in bf16 mixed precision with --mixed_precision=bf16), the same
 random token ids for every peer (batch 4 x seq 256 inputs; each peer scores
 its usual targets). Each peer runs --warmup steps (compilation included,
 reported as "first steps"), then --steps timed steps; s/step is their median,
@@ -37,7 +39,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("peers", ["tfgpt2", "keras_hub", "torch"], "Systems; the first is the baseline.")
+flags.DEFINE_list("peers", ["tfgpt2_noxla", "tfgpt2", "keras_hub", "keras_hub_noxla", "torch"],
+                  "Systems; the first is the baseline.")
 flags.DEFINE_integer("batch_size", 4, "Sequences per step.")
 flags.DEFINE_integer("seq_len", 256, "Tokens per sequence.")
 flags.DEFINE_integer("warmup", 2, "Untimed first steps (compilation).")
@@ -73,7 +76,7 @@ def measure(step, warmup: int, steps: int) -> dict:
 
 
 class TfGpt2:
-    name = "tfgpt2 (compiled step, custom loop)"
+    name = "tfgpt2, `jit_compile=True` (one XLA program; the default on GPUs/TPUs)"
     jit_compile = True
 
     def __init__(self, tokens):
@@ -108,7 +111,7 @@ class TfGpt2:
 
 
 class TfGpt2NoXla(TfGpt2):
-    name = "tfgpt2, step as a plain TF graph (no XLA)"
+    name = "tfgpt2, CPU default (plain-graph gradient, XLA update)"
     jit_compile = False
 
 
@@ -174,6 +177,7 @@ class Torch:
         return float(loss.detach())
 
 
+# tfgpt2_noxla is what `finetune` runs on a CPU; tfgpt2 forces one XLA program.
 PEERS = {"tfgpt2": TfGpt2, "tfgpt2_noxla": TfGpt2NoXla, "keras_hub": KerasHub,
          "keras_hub_noxla": KerasHubNoXla, "torch": Torch}
 
@@ -220,6 +224,7 @@ def medium_child() -> None:
     from tfgpt2.training.optimization import make_optimizer
     from tfgpt2.training.settings import FinetuneConfig
     from tfgpt2.training.step import Steps
+    from tfgpt2.training.strategy import replicas_on_cpu
 
     seq = 1024
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -227,7 +232,8 @@ def medium_child() -> None:
     with strategy.scope():
         model = GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0)
         optimizer, _ = make_optimizer(settings, model)
-    steps = Steps(model, optimizer, strategy, clip_norm=1.0)
+    jit_compile = settings.resolved_jit_compile(on_cpu=replicas_on_cpu(strategy))  # as finetune
+    steps = Steps(model, optimizer, strategy, clip_norm=1.0, jit_compile=jit_compile)
     tokens = np.random.default_rng(0).integers(0, 50257, size=(1, seq + 1)).astype(np.int32)
     batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(
         {"tokens": tokens, "mask": np.ones_like(tokens), "denominator": np.array([seq], np.float32)}))))
@@ -236,7 +242,8 @@ def medium_child() -> None:
                      1, FLAGS.steps)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     flops = 6 * model.count_params() + 12 * 24 * 1024 * seq  # per token, see BENCHMARKS.md
-    print("GPT-2 Medium (24 x 1024), seq 1024, batch 1, fp32, AdamW, one device")
+    print("GPT-2 Medium (24 x 1024), seq 1024, batch 1, fp32, AdamW, one device, "
+          + ("one XLA program" if jit_compile else "plain-graph gradient, XLA update"))
     print("| first step, compilation included (s) | s/step | tok/s | peak RSS (GB) | cores used | "
           "achieved GFLOP/s (model FLOPs) |")
     print("|---:|---:|---:|---:|---:|---:|")

@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 64, "Decode steps per timed loop.")
 flags.DEFINE_integer("repeats", 3, "Timed loops (median).")
 flags.DEFINE_list("systems", ["memory_read", "tf_out_in", "tf_in_out", "torch"],
-                  "Chains to run (also: litert_int8, litert_fp32).")
+                  "Chains to run (also: tf_graph, litert_int8, litert_fp32).")
 flags.DEFINE_integer("batch_size", 1, "Sequences per step (rows of each mat-vec's input).")
 
 WIDTH, LAYERS, VOCAB = 1024, 24, 50257
@@ -49,7 +49,7 @@ def weights(rng):
     return mats + [rng.standard_normal((VOCAB, WIDTH), dtype=np.float32) * 0.02]
 
 
-def tf_chain(mats, out_in: bool):
+def tf_chain(mats, out_in: bool, jit_compile: bool = True):
     import tensorflow as tf
 
     stored = [tf.Variable(m if out_in else m.T) for m in mats]
@@ -65,7 +65,7 @@ def tf_chain(mats, out_in: bool):
         logits = matvec(h, stored[-1])
         return h * 0.5 + logits[:, :WIDTH] * 1e-3
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def loop(h):
         return tf.while_loop(lambda i, h: i < FLAGS.steps, lambda i, h: (i + 1, step(h)),
                              (tf.constant(0), h))[1]
@@ -161,12 +161,14 @@ def main(argv):
     builders = {"memory_read": lambda: memory_read(mats),
                 "tf_out_in": lambda: tf_chain(mats, True),
                 "tf_in_out": lambda: tf_chain(mats, False),
+                "tf_graph": lambda: tf_chain(mats, True, jit_compile=False),
                 "torch": lambda: torch_chain(mats),
                 "litert_int8": lambda: litert_chain(mats, quantize=True),
                 "litert_fp32": lambda: litert_chain(mats, quantize=False)}
     names = {"memory_read": "memory read of the same bytes (XLA reduction): the ceiling",
              "tf_out_in": "TF + XLA, weights [out, in] (tfgpt2's layout)",
              "tf_in_out": "TF + XLA, weights [in, out] (Keras' usual layout)",
+             "tf_graph": "TF plain graph (oneDNN), weights [out, in]",
              "torch": "PyTorch, nn.Linear's [out, in]",
              "litert_int8": "LiteRT (XNNPACK), int8 dynamic-range .tflite",
              "litert_fp32": "LiteRT (XNNPACK), fp32 .tflite"}
