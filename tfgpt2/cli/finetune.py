@@ -35,7 +35,7 @@ flags.DEFINE_float("weight_decay", _DEFAULTS["weight_decay"],
                    "LayerNorm or the position table).")
 flags.DEFINE_float("clip_norm", _DEFAULTS["clip_norm"], "Clip the global gradient norm; 0 disables.")
 flags.DEFINE_integer("grad_accum_steps", _DEFAULTS["grad_accum_steps"],
-                     "Micro-batches accumulated per replica inside each compiled step.")
+                     "Micro-batches accumulated per replica inside each step.")
 flags.DEFINE_enum("mixed_precision", _DEFAULTS["mixed_precision"], list(MIXED_PRECISION),
                   "Compute dtype: none (float32), bf16, or fp16 with dynamic loss scaling; "
                   "weights stay float32.")

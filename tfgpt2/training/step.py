@@ -1,10 +1,12 @@
 """The compiled train and eval steps, run under any `tf.distribute` strategy.
 
-A replica's step is one XLA program (`jit_compile`): it sets its dropout
+A replica's gradient is one program (XLA with `jit_compile`, else a plain
+TF graph, `finetune`'s choice on CPUs): it sets its dropout
 seeds, loops over its accumulation micro-batches (a `tf.while_loop`, one
 micro-batch's activations alive at a time) and returns the summed gradient
-of its share of the global mean loss. Outside XLA the replicas all-reduce
-that gradient, clip its global norm, and the Keras optimizer applies it.
+of its share of the global mean loss. Outside that program the replicas
+all-reduce the gradient, clip its global norm, and the Keras optimizer
+applies it.
 With a single replica (and no fp16 loss scaling) the clipping and the
 update are part of the same XLA program; when the gradient runs as a plain
 TF graph instead (`jit_compile=False`), they are an XLA program of their own.
@@ -39,7 +41,9 @@ class Steps:
       grad_accum_steps: micro-batches per replica per step.
       clip_norm: global gradient norm limit (0: no clipping).
       seed: the run's seed (dropout streams).
-      jit_compile: XLA-compile each replica's program.
+      jit_compile: XLA-compile each replica's gradient program (and, with
+        one replica, its update too). False leaves the gradient a plain TF
+        graph; the one-replica update is XLA-compiled either way.
     """
 
     def __init__(self, model, optimizer, strategy, *, grad_accum_steps: int = 1,
