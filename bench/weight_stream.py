@@ -49,6 +49,17 @@ def weights(rng):
     return mats + [rng.standard_normal((VOCAB, WIDTH), dtype=np.float32) * 0.02]
 
 
+def chain_step(h, stored, matvec, tanh):
+    """One step: each block's four mat-vecs (the MLP's through tanh), then
+    the LM head, whose logits feed the next step's input."""
+    for i in range(LAYERS):
+        qkv, proj, fc, fc_proj = stored[4 * i: 4 * i + 4]
+        h = h + matvec(matvec(h, qkv)[:, :WIDTH], proj)
+        h = h + matvec(tanh(matvec(h, fc)), fc_proj)
+    logits = matvec(h, stored[-1])
+    return h * 0.5 + logits[:, :WIDTH] * 1e-3
+
+
 def tf_chain(mats, out_in: bool, jit_compile: bool = True):
     import tensorflow as tf
 
@@ -57,17 +68,10 @@ def tf_chain(mats, out_in: bool, jit_compile: bool = True):
     def matvec(h, w):
         return tf.matmul(h, w, transpose_b=out_in)
 
-    def step(h):
-        for i in range(LAYERS):
-            qkv, proj, fc, fc_proj = stored[4 * i: 4 * i + 4]
-            h = h + matvec(matvec(h, qkv)[:, :WIDTH], proj)
-            h = h + matvec(tf.tanh(matvec(h, fc)), fc_proj)
-        logits = matvec(h, stored[-1])
-        return h * 0.5 + logits[:, :WIDTH] * 1e-3
-
     @tf.function(jit_compile=jit_compile)
     def loop(h):
-        return tf.while_loop(lambda i, h: i < FLAGS.steps, lambda i, h: (i + 1, step(h)),
+        return tf.while_loop(lambda i, h: i < FLAGS.steps,
+                             lambda i, h: (i + 1, chain_step(h, stored, matvec, tf.tanh)),
                              (tf.constant(0), h))[1]
 
     start = tf.ones([FLAGS.batch_size, WIDTH])
@@ -105,12 +109,7 @@ def litert_chain(mats, quantize: bool):
             def matvec(x, w):
                 return tf.matmul(x, w, transpose_b=True)
 
-            for i in range(LAYERS):
-                qkv, proj, fc, fc_proj = self.stored[4 * i: 4 * i + 4]
-                h = h + matvec(matvec(h, qkv)[:, :WIDTH], proj)
-                h = h + matvec(tf.tanh(matvec(h, fc)), fc_proj)
-            logits = matvec(h, self.stored[-1])
-            return {"h": h * 0.5 + logits[:, :WIDTH] * 1e-3}
+            return {"h": chain_step(h, self.stored, matvec, tf.tanh)}
 
     chain = Chain()
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -144,11 +143,7 @@ def torch_chain(mats):
         with torch.inference_mode():
             h = torch.ones(FLAGS.batch_size, WIDTH)
             for _ in range(FLAGS.steps):
-                for i in range(LAYERS):
-                    qkv, proj, fc, fc_proj = stored[4 * i: 4 * i + 4]
-                    h = h + linear(linear(h, qkv)[:, :WIDTH], proj)
-                    h = h + linear(torch.tanh(linear(h, fc)), fc_proj)
-                h = h * 0.5 + linear(h, stored[-1])[:, :WIDTH] * 1e-3
+                h = chain_step(h, stored, linear, torch.tanh)
             return h.numpy()
 
     return run
