@@ -117,11 +117,13 @@ def litert_chain(mats, quantize: bool):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    path = os.path.join(tempfile.mkdtemp(), "chain.tflite")
-    with open(path, "wb") as f:
-        f.write(converter.convert())
-    del chain, converter
-    interpreter = Interpreter(model_path=path, num_threads=2)
+    with tempfile.TemporaryDirectory() as directory:
+        # The interpreter maps the file, so the mapping outlives the file.
+        path = os.path.join(directory, "chain.tflite")
+        with open(path, "wb") as f:
+            f.write(converter.convert())
+        del chain, converter
+        interpreter = Interpreter(model_path=path, num_threads=2)
     runner = interpreter.get_signature_runner()
     state = {"h": np.ones([FLAGS.batch_size, WIDTH], np.float32)}
 
