@@ -160,8 +160,8 @@ class FinetuneConfig:
         matmuls beat XLA's (fp32 ~10% faster; bf16 ~5x, using AMX /
         AVX512-BF16, which XLA's CPU backend does not), so the gradient runs
         as a plain TF graph and only the update (clipping, AdamW) is an XLA
-        program: on the GPT-2 small config at seq 256 a step takes 3.7 s
-        instead of 4.2 in fp32, and 2.3 s instead of 4.8 in bf16
+        program: on the GPT-2 small config at seq 256 a step took 3.84 s
+        instead of 4.02 in fp32, and 2.61 s instead of 4.47 in bf16
         (BENCHMARKS.md, 2-core Xeon).
         """
         if self.jit_compile is not None:

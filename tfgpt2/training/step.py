@@ -59,13 +59,14 @@ class Steps:
         # the update joins the same XLA program (the AdamW arithmetic over
         # every weight fuses). fp16's loss-scale bookkeeping stays outside.
         self._fused = self.num_replicas == 1 and not self.loss_scaling
-        self._update = tf.function(self._replica_update, jit_compile=jit_compile)
-        # Without XLA for the gradient (bf16 on CPU, where TF's oneDNN
-        # matmuls are faster), the update is still one XLA program of its
-        # own: as plain TF ops AdamW reads and writes every weight a dozen
-        # times over (~0.5 s of a 2.9 s step on the GPT-2 small config).
+        self._one_program = self._fused and jit_compile
+        self._update = tf.function(self._replica_update, jit_compile=True)
+        # With a plain-graph gradient (`finetune`'s choice on CPUs, where
+        # TF's oneDNN matmuls are faster), the update is still one XLA
+        # program of its own: as plain TF ops AdamW reads and writes every
+        # weight a dozen times over (~0.5 s of a 2.9 s bf16 step on the
+        # GPT-2 small config).
         self._clip_and_apply = tf.function(self._replica_clip_and_apply, jit_compile=True)
-        self._jit_compile = jit_compile
         self._eval_sums = tf.function(self._replica_eval_sums, jit_compile=jit_compile)
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
@@ -136,7 +137,7 @@ class Steps:
         ctx = tf.distribute.get_replica_context()
         inputs = (batch["tokens"], batch["mask"], batch["denominator"][0],
                   self._dropout_seeds(step))
-        if self._fused and self._jit_compile:
+        if self._one_program:
             return self._update(*inputs)
         if self._fused:
             loss, grads = self._grads(*inputs, tf.ones([]))

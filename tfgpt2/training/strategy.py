@@ -64,7 +64,6 @@ def is_chief(strategy) -> bool:
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
-
 def replicas_on_cpu(strategy) -> bool:
     """Whether the strategy's replicas run on CPUs (no GPU or TPU)."""
     import tensorflow as tf
