@@ -12,12 +12,12 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tfgpt2.config import GPT2Config
+from tfgpt2.files import atomic_path
 from tfgpt2.checkpoints.hub import TOKENIZER_FILES, WEIGHT_FILES, resolve_directory
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -280,30 +280,6 @@ def parse_size(size: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write):
-    """Write through a temporary file in the same directory, then rename:
-    an interrupted save never leaves a half-written file under `path`. The
-    file gets the permissions a plain `open` would give (0666 minus the
-    umask), not mkstemp's 0600, so a server running as another user can
-    read what was saved."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_pretrained(model, directory: str | os.PathLike, max_shard_size: int | str | None = None):
     """Write config.json, the weights as safetensors in the HF layout
     (`transformer.`-prefixed, Conv1D kernels [in, out]) and the vocabulary."""
@@ -316,19 +292,24 @@ def save_pretrained(model, directory: str | os.PathLike, max_shard_size: int | s
     metadata = {"format": "pt"}  # the PyTorch layout; transformers requires this key
     limit = parse_size(max_shard_size) if max_shard_size is not None else None
     shards = _split_shards(tensors, limit)
+    # Each file is written whole or not at all (an interrupted save leaves
+    # no half file), readable as a plain `open` would make it.
     if len(shards) == 1:
-        _atomic_write(directory / SAFETENSORS_FILE, lambda p: save_file(tensors, p, metadata=metadata))
+        with atomic_path(directory / SAFETENSORS_FILE) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
     else:
         weight_map = {}
         for i, shard in enumerate(shards, 1):
             filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            _atomic_write(directory / filename, lambda p, shard=shard: save_file(shard, p, metadata=metadata))
+            with atomic_path(directory / filename) as tmp:
+                save_file(shard, tmp, metadata=metadata)
             weight_map.update({name: filename for name in shard})
         index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
                  "weight_map": weight_map}
-        _atomic_write(directory / SAFETENSORS_INDEX,
-                      lambda p: Path(p).write_text(json.dumps(index, indent=2, sort_keys=True)))
-    _atomic_write(directory / "config.json", lambda p: model.config.save_pretrained_to_file(p))
+        with atomic_path(directory / SAFETENSORS_INDEX) as tmp:
+            tmp.write_text(json.dumps(index, indent=2, sort_keys=True))
+    with atomic_path(directory / "config.json") as tmp:
+        model.config.save_pretrained_to_file(tmp)
     # The vocabulary travels with the weights: keras-hub and transformers
     # read vocab.json + merges.txt from the same directory.
     model.tokenizer.save_pretrained(directory)

@@ -12,9 +12,10 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from tfgpt2.files import atomic_path
 
 
 TASK_NAMES = ("lambada", "cbt-cn", "cbt-ne", "wikitext2", "wikitext103", "ptb", "1bw", "enwik8",
@@ -207,18 +208,6 @@ HUB_DATASETS = {
 }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rows_to_file(task: str, rows) -> bytes:
     """The hub rows written back in the task's standard file format."""
     out = io.StringIO()
@@ -263,5 +252,7 @@ def download(task: str, directory: str | os.PathLike) -> Path:
                         f"{reason[:200]}. Are you online? Or download "
                         f"{expected_files(task)} by hand and pass --data.") from err
     path = Path(directory).expanduser() / DATA_FILES[task].names[0]
-    _write_atomic(path, _rows_to_file(task, rows))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_rows_to_file(task, rows))
     return path

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from tfgpt2.files import atomic_path
 
 # GPT-2 Medium (345M in the paper's table 3), zero-shot, from the model card.
 # Accuracies are percentages.
@@ -183,12 +184,6 @@ def write_report(path: str | os.PathLike, model_name: str, results: list[TaskRes
     tasks = [t for t in tasks if t.get("task") not in new] + list(new.values())
     payload = json.dumps({"model": model_name, "tasks": tasks}, indent=2, ensure_ascii=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(payload + "\n", encoding="utf-8")
     return path

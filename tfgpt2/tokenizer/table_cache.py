@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from tfgpt2.files import atomic_path
 from tfgpt2.tokenizer import tables
 from tfgpt2.tokenizer.vocab import Vocabulary
 
@@ -61,18 +61,10 @@ def _read(path: Path, key: str) -> tables.BpeTables | None:
 def _write(path: Path, key: str, built: tables.BpeTables) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    except OSError:
-        return  # not writable: run without a cache
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **tables.to_arrays(built), **{_KEY_FIELD: np.array(key)})
-        os.replace(tmp, path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass  # not writable: run without a cache
 
 
 def load_or_build(vocab: Vocabulary) -> tables.BpeTables:

@@ -31,11 +31,11 @@ import glob as globlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tfgpt2.files import atomic_path
 from tfgpt2.training.console import say, warn
 
 TOKENIZE_BATCH = 64  # documents per tokenizer call
@@ -157,17 +157,12 @@ def token_stream(paths: list[str], tokenizer, separator: str, cache_dir: str | N
     say(f"Tokenizing {len(paths)} {what} file(s), {size / 1e6:.1f} MB...")
     tokens = tokenize_files(paths, tokenizer, separator)
     if cache is not None:
-        tmp = None
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            with atomic_path(cache) as tmp, open(tmp, "wb") as f:
                 np.save(f, tokens)
-            os.replace(tmp, cache)
         except OSError as err:  # a cache is an optimisation: warn, train on
             warn(f"could not write the token cache {cache} ({err.strerror or err}).")
-            if tmp and os.path.exists(tmp):
-                os.remove(tmp)
             cache = None
     say(f"{what}: {tokens.size:,} tokens" + (f", cached in {cache}" if cache else "") + ".")
     return tokens
