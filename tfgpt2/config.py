@@ -1,4 +1,5 @@
-"""`GPT2Config`: the hyper-parameters, the four OpenAI presets, and config IO.
+"""`GPT2Config`: the hyper-parameters, the four OpenAI presets (named in
+`tfgpt2.names`), and config IO.
 
 Field names follow Hugging Face's `config.json` so the same file works here,
 in transformers and in keras-hub; OpenAI's `hparams.json` is read too.
@@ -11,36 +12,8 @@ import json
 import os
 from pathlib import Path
 
-# --- the one registry of GPT-2 names ------------------------------------------
-# The architecture sizes of the four released models (OpenAI's hparams.json).
-PRESETS = {
-    "gpt2": dict(n_layer=12, n_embd=768, n_head=12),
-    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
-    "gpt2-large": dict(n_layer=36, n_embd=1280, n_head=20),
-    "gpt2-xl": dict(n_layer=48, n_embd=1600, n_head=25),
-}
-DEFAULT_PRESET = "gpt2-medium"
-HUB_ORGANISATION = "openai-community"  # where the hub keeps the released checkpoints
-# Every name that means one of the released models; they all share GPT-2's
-# vocabulary, which is available offline.
-GPT2_NAMES = frozenset(
-    name for size in PRESETS for name in (size, f"{HUB_ORGANISATION}/{size}"))
-EOS_TOKEN = "<|endoftext|>"
-EOS_TOKEN_ID = 50256
-
-
-def preset_key(name: str) -> str | None:
-    """The preset a GPT-2 name refers to (`gpt2-medium` for both
-    `gpt2-medium` and `openai-community/gpt2-medium`), else None."""
-    key = name.rsplit("/", 1)[-1] if name.startswith(f"{HUB_ORGANISATION}/") else name
-    return key if key in PRESETS else None
-
-
-def hub_repo_id(name: str) -> str:
-    """The hub repo of a name: the released models' short names map to their
-    `openai-community/` repos; anything else is taken as a repo id."""
-    return f"{HUB_ORGANISATION}/{name}" if name in PRESETS else name
-
+from tfgpt2.checkpoints.hub import resolve_directory
+from tfgpt2.names import DEFAULT_PRESET, EOS_TOKEN_ID, PRESETS, preset_key
 
 @dataclasses.dataclass
 class GPT2Config:
@@ -184,8 +157,6 @@ class GPT2Config:
             )
         if preset_key(name) is not None:
             return cls.from_preset(name, **overrides)
-        from tfgpt2.checkpoints.hub import resolve_directory
-
         return cls.from_pretrained(resolve_directory(name, ["config.json"]), **overrides)
 
     def to_dict(self) -> dict:

@@ -273,6 +273,17 @@ def test_offline_hub_name_says_how_to_pass_a_directory(monkeypatch, tmp_path):
         GPT2Config.from_pretrained("some-org/some-gpt2")
 
 
+def test_config_and_hub_import_one_way():
+    """config -> checkpoints.hub -> names, never back (they used to import
+    each other): a fresh process importing the hub loads no config."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tfgpt2.checkpoints.hub; "
+            "assert 'tfgpt2.config' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_hub_names_download_only_safetensors_config_and_tokenizer(monkeypatch, saved):
     """A hub name goes through huggingface_hub.snapshot_download (faked
     here: no network), restricted to the files we read."""

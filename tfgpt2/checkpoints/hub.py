@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tfgpt2.config import hub_repo_id
+from tfgpt2.names import hub_repo_id
 
 
 WEIGHT_FILES = [

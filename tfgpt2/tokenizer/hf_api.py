@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfgpt2.config import DEFAULT_PRESET
+from tfgpt2.names import DEFAULT_PRESET
 from tfgpt2.outputs import BatchEncoding
 from tfgpt2.tokenizer.graph import BytePairTokenizer
 from tfgpt2.tokenizer.vocab import (EOS_TOKEN, Vocabulary, as_vocabulary, load_vocabulary,

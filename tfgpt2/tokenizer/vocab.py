@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfgpt2.config import EOS_TOKEN, GPT2_NAMES
+from tfgpt2.names import EOS_TOKEN, GPT2_NAMES
 
 
 # sha256 of OpenAI's own files (the hashes tiktoken pins); docs/tokenizer.md
