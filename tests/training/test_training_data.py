@@ -7,7 +7,7 @@ import pytest
 
 from tfgpt2.tokenizer import BytePairTokenizer
 from tokenizer_support import tiktoken_gpt2
-from tfgpt2.training import data
+from tfgpt2.training import FinetuneConfig, data
 from training_support import DOCUMENTS, EOS, write_corpus
 
 ENC = tiktoken_gpt2()  # tiktoken over the same vocabulary files, offline
@@ -99,7 +99,7 @@ def test_resuming_the_dataset_at_a_step_gives_the_same_batches(tmp_path, tokeniz
 def test_eval_dataset_reads_every_block_once_padded_to_whole_batches(tmp_path, tokenizer):
     paths = [str(p) for p in write_corpus(tmp_path)]
     corpus = data.PackedCorpus(data.token_stream(paths, tokenizer, "file", None), 6, EOS)
-    dataset, steps = data.eval_dataset(corpus, global_batch_size=4, num_replicas=1)
+    dataset, steps = data.eval_dataset(corpus, data.BatchLayout(4, 1))
     batches = list(dataset.as_numpy_iterator())
     assert len(batches) == steps
     targets = sum(int(b["mask"][:, 1:].sum()) for b in batches)
@@ -144,3 +144,9 @@ def test_empty_files_are_skipped_with_a_warning(tmp_path, capsys):
 def test_global_batch_that_does_not_divide_is_a_clear_error():
     with pytest.raises(ValueError, match="does not divide across 2 replica.*multiple of 4"):
         data.BatchLayout(global_batch_size=6, num_replicas=2, grad_accum_steps=2)
+    with pytest.raises(ValueError, match="eval_batch_size=6 does not divide across 4 replica"):
+        data.BatchLayout(6, 4, what="eval_batch_size")
+    # The settings check the same rule before any replica is known.
+    with pytest.raises(ValueError, match="global_batch_size=10 does not divide across "
+                                         "grad_accum_steps=3 equal micro-batches.*multiple of 3"):
+        FinetuneConfig(train_files="x", output_dir="y", global_batch_size=10, grad_accum_steps=3)

@@ -37,6 +37,7 @@ import numpy as np
 
 from tfgpt2.files import atomic_path
 from tfgpt2.training.console import say, warn
+from tfgpt2.training.settings import SEPARATOR_BLANK_LINE, SEPARATOR_WHOLE_FILE, BatchLayout
 
 TOKENIZE_BATCH = 64  # documents per tokenizer call
 
@@ -89,8 +90,6 @@ def check_text_files(paths: list[str], what: str = "train_files") -> list[str]:
 def _split_documents(text, separator: str):
     """tf.string scalar -> tf.string [D] documents (empty ones dropped)."""
     import tensorflow as tf
-
-    from tfgpt2.training.settings import SEPARATOR_BLANK_LINE, SEPARATOR_WHOLE_FILE
 
     if separator == SEPARATOR_WHOLE_FILE:
         docs = tf.reshape(text, [1])
@@ -229,28 +228,6 @@ def block_order(num_blocks: int, seed: int, positions: np.ndarray) -> np.ndarray
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class BatchLayout:
-    """How a global batch is cut: replicas, then accumulation micro-batches
-    inside each replica's rows."""
-
-    global_batch_size: int
-    num_replicas: int
-    grad_accum_steps: int = 1
-
-    def __post_init__(self):
-        per_step = self.num_replicas * self.grad_accum_steps
-        if self.global_batch_size % per_step:
-            raise ValueError(
-                f"global_batch_size={self.global_batch_size} does not divide across "
-                f"{self.num_replicas} replica(s) x grad_accum_steps={self.grad_accum_steps} "
-                f"micro-batches; use a multiple of {per_step}.")
-
-    @property
-    def per_replica(self) -> int:
-        return self.global_batch_size // self.num_replicas
-
-
 def train_rows(corpus: PackedCorpus, layout: BatchLayout, seed: int, step: int,
                replica: int) -> dict[str, np.ndarray]:
     """The rows of global `step` that `replica` trains on, and the number of
@@ -265,68 +242,64 @@ def train_rows(corpus: PackedCorpus, layout: BatchLayout, seed: int, step: int,
             "denominator": np.full([len(mine)], total, np.float32)}
 
 
+def eval_rows(corpus: PackedCorpus, layout: BatchLayout, step: int,
+              replica: int) -> dict[str, np.ndarray]:
+    """The rows of eval `step` that `replica` scores: blocks in order, past
+    the last one all-padding rows (a zero mask adds nothing to the sums)."""
+    start = step * layout.global_batch_size + replica * layout.per_replica
+    index = np.arange(start, start + layout.per_replica)
+    tokens, mask = corpus.blocks(np.where(index < corpus.num_blocks, index, -1))
+    return {"tokens": tokens, "mask": mask}
+
+
 def train_dataset(corpus: PackedCorpus, layout: BatchLayout, seed: int, start_step: int,
                   end_step: int, input_context=None):
-    """tf.data of per-replica batches for steps [start_step, end_step), for
-    `strategy.distribute_datasets_from_function`: this input pipeline yields,
-    step by step, the rows of each replica it feeds, in replica order."""
+    """Per-replica batches of `train_rows` for steps [start_step, end_step)."""
+    return _replica_batches(
+        corpus, layout, range(start_step, end_step), ("tokens", "mask", "denominator"),
+        lambda step, replica: train_rows(corpus, layout, seed, step, replica), input_context)
+
+
+def eval_dataset(corpus: PackedCorpus, layout: BatchLayout, input_context=None):
+    """(per-replica batches of `eval_rows`, their number of steps): every
+    block once, in order, padded to whole global batches."""
+    steps = -(-corpus.num_blocks // layout.global_batch_size)
+    dataset = _replica_batches(
+        corpus, layout, range(steps), ("tokens", "mask"),
+        lambda step, replica: eval_rows(corpus, layout, step, replica), input_context)
+    return dataset, steps
+
+
+_FIELD_DTYPES = {"tokens": "int32", "mask": "int32", "denominator": "float32"}
+
+
+def _replica_batches(corpus: PackedCorpus, layout: BatchLayout, steps: range,
+                     fields: tuple[str, ...], rows, input_context=None):
+    """tf.data for `strategy.distribute_datasets_from_function`: this input
+    pipeline yields, step by step, `rows(step, replica)` (the `fields`) of
+    each replica it feeds, in replica order."""
     import tensorflow as tf
 
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline = input_context.input_pipeline_id if input_context else 0
     local = layout.num_replicas // pipelines
-    width = corpus.seq_len + 1
+    shapes = {"tokens": [layout.per_replica, corpus.seq_len + 1],
+              "mask": [layout.per_replica, corpus.seq_len + 1],
+              "denominator": [layout.per_replica]}
 
     def fetch(index):
         step, slot = divmod(int(index), local)
-        rows = train_rows(corpus, layout, seed, step, pipeline * local + slot)
-        return rows["tokens"], rows["mask"], rows["denominator"]
+        found = rows(step, pipeline * local + slot)
+        return tuple(found[name] for name in fields)
 
     def as_features(index):
-        tokens, mask, denominator = tf.numpy_function(
-            fetch, [index], (tf.int32, tf.int32, tf.float32), stateful=False)
-        rows = layout.per_replica
-        return {"tokens": tf.ensure_shape(tokens, [rows, width]),
-                "mask": tf.ensure_shape(mask, [rows, width]),
-                "denominator": tf.ensure_shape(denominator, [rows])}
+        values = tf.numpy_function(fetch, [index], tuple(tf.as_dtype(_FIELD_DTYPES[name])
+                                                         for name in fields), stateful=False)
+        return {name: tf.ensure_shape(value, shapes[name]) for name, value in zip(fields, values)}
 
-    return (tf.data.Dataset.range(start_step * local, end_step * local)
+    return (tf.data.Dataset.range(steps.start * local, steps.stop * local)
             .map(as_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
-
-
-def eval_dataset(corpus: PackedCorpus, global_batch_size: int, num_replicas: int,
-                 input_context=None):
-    """Every block once, in order, padded with empty rows to whole global
-    batches (a zero mask adds nothing to the loss sums)."""
-    import tensorflow as tf
-
-    if global_batch_size % num_replicas:
-        raise ValueError(f"eval batch size {global_batch_size} does not divide across "
-                         f"{num_replicas} replicas; use a multiple of {num_replicas}.")
-    steps = -(-corpus.num_blocks // global_batch_size)
-    pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline = input_context.input_pipeline_id if input_context else 0
-    local = num_replicas // pipelines
-    per_replica = global_batch_size // num_replicas
-    width = corpus.seq_len + 1
-
-    def fetch(index):
-        step, slot = divmod(int(index), local)
-        replica = pipeline * local + slot
-        start = step * global_batch_size + replica * per_replica
-        index = np.arange(start, start + per_replica)
-        tokens, mask = corpus.blocks(np.where(index < corpus.num_blocks, index, -1))
-        return tokens, mask
-
-    def as_features(index):
-        tokens, mask = tf.numpy_function(fetch, [index], (tf.int32, tf.int32), stateful=False)
-        return {"tokens": tf.ensure_shape(tokens, [per_replica, width]),
-                "mask": tf.ensure_shape(mask, [per_replica, width])}
-
-    return (tf.data.Dataset.range(steps * local)
-            .map(as_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE)), steps
 
 
 # --- Keras fit -------------------------------------------------------------------

@@ -135,11 +135,7 @@ class FinetuneConfig:
             raise ValueError("weight_decay and clip_norm must be >= 0 (0 disables them).")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
-        if self.global_batch_size % self.grad_accum_steps:
-            raise ValueError(
-                f"global_batch_size={self.global_batch_size} is not a multiple of "
-                f"grad_accum_steps={self.grad_accum_steps}: each step accumulates "
-                "grad_accum_steps equal micro-batches. Pick values that divide.")
+        BatchLayout(self.global_batch_size, 1, self.grad_accum_steps)  # the replicas come later
         if not self.document_separator:
             raise ValueError("document_separator is empty; use 'file', 'blank_line' or a string.")
 
@@ -174,6 +170,34 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLayout:
+    """How a global batch is cut: replicas, then accumulation micro-batches
+    inside each replica's rows. The one home of the rule that the batch
+    divides evenly; `what` names the setting in its error."""
+
+    global_batch_size: int
+    num_replicas: int
+    grad_accum_steps: int = 1
+    what: str = dataclasses.field(default="global_batch_size", compare=False)
+
+    def __post_init__(self):
+        per_step = self.num_replicas * self.grad_accum_steps
+        if self.global_batch_size % per_step:
+            parts = []
+            if self.num_replicas > 1 or self.grad_accum_steps == 1:
+                parts.append(f"{self.num_replicas} replica(s)")
+            if self.grad_accum_steps > 1:
+                parts.append(f"grad_accum_steps={self.grad_accum_steps} equal micro-batches "
+                             "(each step accumulates them)")
+            raise ValueError(f"{self.what}={self.global_batch_size} does not divide across "
+                             f"{' x '.join(parts)}; use a multiple of {per_step}.")
+
+    @property
+    def per_replica(self) -> int:
+        return self.global_batch_size // self.num_replicas
 
 
 def _choice(name, value, options):

@@ -174,12 +174,14 @@ class _Run:
         config, strategy = self.config, self.strategy
         layout = data.BatchLayout(config.global_batch_size, strategy.num_replicas_in_sync,
                                   config.grad_accum_steps)
-        eval_batch = config.eval_batch_size or config.global_batch_size // config.grad_accum_steps
+        eval_layout = None
+        if config.eval_files:
+            eval_layout = data.BatchLayout(
+                config.eval_batch_size or config.global_batch_size // config.grad_accum_steps,
+                strategy.num_replicas_in_sync, what="eval_batch_size")
         self._prepare_output_dir()
         gpt2_config = self._model_config()
         self._corpora(gpt2_config.vocab_size)
-        if self.eval_corpus is not None:
-            data.BatchLayout(eval_batch, strategy.num_replicas_in_sync)  # divisibility check
         store = CheckpointStore(self.output_dir / "checkpoints", config.keep_checkpoints,
                                 writer=self.chief)
         store.clear_leftovers()
@@ -242,7 +244,7 @@ class _Run:
             last = step == config.train_steps
             if self.eval_corpus is not None and (
                     last or (config.eval_every and step % config.eval_every == 0)):
-                eval_loss = self._evaluate(steps, eval_batch)
+                eval_loss = self._evaluate(steps, eval_layout)
                 perplexity = report.eval_result(step, eval_loss)
                 if callbacks:
                     callbacks.on_test_end({"eval_loss": eval_loss, "eval_perplexity": perplexity})
@@ -262,19 +264,13 @@ class _Run:
         return FinetuneResult(model=model, history=report.history,
                               output_dir=os.fspath(self.output_dir), step=step)
 
-    def _evaluate(self, steps, eval_batch: int) -> float:
+    def _evaluate(self, steps, eval_layout) -> float:
         from tfgpt2.training import data
 
-        datasets = {}
-
-        def make(ctx):
-            dataset, count = data.eval_dataset(self.eval_corpus, eval_batch,
-                                               self.strategy.num_replicas_in_sync, ctx)
-            datasets["steps"] = count
-            return dataset
-
+        batches = self.strategy.distribute_datasets_from_function(
+            lambda ctx: data.eval_dataset(self.eval_corpus, eval_layout, ctx)[0])
         total_nll, total_count = 0.0, 0.0
-        for batch in self.strategy.distribute_datasets_from_function(make):
+        for batch in batches:
             nll, count = steps.eval_step(batch)
             total_nll += float(nll)
             total_count += float(count)
