@@ -54,20 +54,25 @@ class Steps:
         self.loss_scaling = hasattr(optimizer, "dynamic_scale")
         self.variables = model.trainable_variables
         self.seed_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
-        self._grads = tf.function(self._replica_grads, jit_compile=jit_compile)
-        # One replica needs no all-reduce between gradient and update, so
-        # the update joins the same XLA program (the AdamW arithmetic over
-        # every weight fuses). fp16's loss-scale bookkeeping stays outside.
-        self._fused = self.num_replicas == 1 and not self.loss_scaling
-        self._one_program = self._fused and jit_compile
-        self._update = tf.function(self._replica_update, jit_compile=True)
-        # With a plain-graph gradient (`finetune`'s choice on CPUs, where
-        # TF's oneDNN matmuls are faster), the update is still one XLA
-        # program of its own: as plain TF ops AdamW reads and writes every
-        # weight a dozen times over (~0.5 s of a 2.9 s bf16 step on the
-        # GPT-2 small config).
-        self._clip_and_apply = tf.function(self._replica_clip_and_apply, jit_compile=True)
-        self._eval_sums = tf.function(self._replica_eval_sums, jit_compile=jit_compile)
+        # The run's one way to step, chosen here; only its programs are built.
+        if self.num_replicas == 1 and not self.loss_scaling and jit_compile:
+            # One replica needs no all-reduce between gradient and update, so
+            # the update joins the same XLA program (the AdamW arithmetic over
+            # every weight fuses). fp16's loss-scale bookkeeping stays outside.
+            self._replica_step = self._one_program_step
+            self._update = tf.function(self._replica_update, jit_compile=True)
+        elif self.num_replicas == 1 and not self.loss_scaling:
+            # A plain-graph gradient (`finetune`'s choice on CPUs, where TF's
+            # oneDNN matmuls are faster), then the update as an XLA program of
+            # its own: as plain TF ops AdamW reads and writes every weight a
+            # dozen times over (~0.5 s of a 2.9 s bf16 step on the GPT-2
+            # small config).
+            self._replica_step = self._grads_then_update_step
+            self._grads = tf.function(self._replica_grads, jit_compile=False)
+            self._clip_and_apply = tf.function(self._replica_clip_and_apply, jit_compile=True)
+        else:
+            self._replica_step = self._all_reduce_step
+            self._grads = tf.function(self._replica_grads, jit_compile=jit_compile)
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
 
@@ -133,17 +138,23 @@ class Steps:
         self.optimizer.apply(grads, self.variables)
         return grad_norm
 
-    def _replica_step(self, batch, step):
+    def _inputs(self, batch, step):
+        return (batch["tokens"], batch["mask"], batch["denominator"][0],
+                self._dropout_seeds(step))
+
+    def _one_program_step(self, batch, step):
+        return self._update(*self._inputs(batch, step))
+
+    def _grads_then_update_step(self, batch, step):
+        loss, grads = self._grads(*self._inputs(batch, step), tf.ones([]))
+        return loss, self._clip_and_apply(grads)
+
+    def _all_reduce_step(self, batch, step):
+        """Several replicas, or fp16 loss scaling: gradient, all-reduce,
+        clip and apply, each replica alike."""
         ctx = tf.distribute.get_replica_context()
-        inputs = (batch["tokens"], batch["mask"], batch["denominator"][0],
-                  self._dropout_seeds(step))
-        if self._one_program:
-            return self._update(*inputs)
-        if self._fused:
-            loss, grads = self._grads(*inputs, tf.ones([]))
-            return loss, self._clip_and_apply(grads)
         scale = self.optimizer.dynamic_scale if self.loss_scaling else tf.ones([])
-        loss, grads = self._grads(*inputs, tf.convert_to_tensor(scale))
+        loss, grads = self._grads(*self._inputs(batch, step), tf.convert_to_tensor(scale))
         if self.num_replicas > 1:
             loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
