@@ -160,6 +160,13 @@ class _Run:
 
     # --- the run ---------------------------------------------------------------
     def run(self) -> FinetuneResult:
+        self._build()
+        self._loop()
+        return self._finish()
+
+    def _build(self):
+        """Every check, then the data, the checkpoint store, the model (restored
+        when resuming), the steps and the report."""
         import keras
         import tensorflow as tf
 
@@ -172,107 +179,123 @@ class _Run:
         from tfgpt2.training.strategy import replicas_on_cpu
 
         config, strategy = self.config, self.strategy
-        layout = data.BatchLayout(config.global_batch_size, strategy.num_replicas_in_sync,
-                                  config.grad_accum_steps)
-        eval_layout = None
+        replicas = strategy.num_replicas_in_sync
+        self.layout = data.BatchLayout(config.global_batch_size, replicas, config.grad_accum_steps)
+        self.eval_layout = None
         if config.eval_files:
-            eval_layout = data.BatchLayout(
+            self.eval_layout = data.BatchLayout(
                 config.eval_batch_size or config.global_batch_size // config.grad_accum_steps,
-                strategy.num_replicas_in_sync, what="eval_batch_size")
+                replicas, what="eval_batch_size")
         self._prepare_output_dir()
         gpt2_config = self._model_config()
         self._corpora(gpt2_config.vocab_size)
-        store = CheckpointStore(self.output_dir / "checkpoints", config.keep_checkpoints,
-                                writer=self.chief)
-        store.clear_leftovers()
-        manifest = self._manifest(gpt2_config)
-        latest = store.latest()
+        self.store = CheckpointStore(self.output_dir / "checkpoints", config.keep_checkpoints,
+                                     writer=self.chief)
+        self.store.clear_leftovers()
+        self.manifest = self._manifest(gpt2_config)
+        latest = self.store.latest()
         if latest is not None:
-            check_compatible(latest[1], store.manifest(latest[1]), manifest)
+            check_compatible(latest[1], self.store.manifest(latest[1]), self.manifest)
 
         with strategy.scope():
-            model = GPT2LMHeadModel.from_pretrained(
+            self.model = GPT2LMHeadModel.from_pretrained(
                 config.model, config=gpt2_config, dtype=config.compute_dtype_policy)
-            optimizer, schedule = make_optimizer(config, model)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-        start = 0
+            self.optimizer, self.schedule = make_optimizer(config, self.model)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        self.start, self.last_saved = 0, None
         if latest is not None:
-            store.restore(checkpoint, latest[1])
-            start = latest[0]
+            self.store.restore(self.checkpoint, latest[1])
+            self.start = self.last_saved = latest[0]
             if self.chief:
-                say(f"Resuming at step {start} of {config.train_steps} from {latest[1]}.")
+                say(f"Resuming at step {self.start} of {config.train_steps} from {latest[1]}.")
 
-        steps = Steps(model, optimizer, strategy, grad_accum_steps=config.grad_accum_steps,
-                      clip_norm=config.clip_norm, seed=config.seed,
-                      jit_compile=config.resolved_jit_compile(on_cpu=replicas_on_cpu(strategy)))
-        report = RunReport(self.output_dir / "logs" if self.chief else None, config.train_steps,
-                           start, verbose=self.verbose and self.chief)
-        callbacks = keras.callbacks.CallbackList(self.callbacks, model=model) if self.callbacks else None
-        train_data = strategy.distribute_datasets_from_function(
-            lambda ctx: data.train_dataset(self.train_corpus, layout, config.seed, start,
+        jit_compile = config.resolved_jit_compile(on_cpu=replicas_on_cpu(strategy))
+        self.steps = Steps(self.model, self.optimizer, strategy,
+                           grad_accum_steps=config.grad_accum_steps, clip_norm=config.clip_norm,
+                           seed=config.seed, jit_compile=jit_compile)
+        self.report = RunReport(self.output_dir / "logs" if self.chief else None,
+                                config.train_steps, self.start, verbose=self.verbose and self.chief)
+        self.callback_list = (keras.callbacks.CallbackList(self.callbacks, model=self.model)
+                              if self.callbacks else None)
+
+    def _loop(self):
+        """Train from `start` to `train_steps`, evaluating and saving on the
+        way; sets `step` and `loss` (the last ones)."""
+        import tensorflow as tf
+
+        from tfgpt2.training import data
+
+        config, callbacks = self.config, self.callback_list
+        train_data = self.strategy.distribute_datasets_from_function(
+            lambda ctx: data.train_dataset(self.train_corpus, self.layout, config.seed, self.start,
                                            config.train_steps, ctx))
         if callbacks:
             callbacks.on_train_begin()
         tokens_per_step = config.global_batch_size * config.seq_len
-        loss = math.nan
-        step = start
-        last_saved = start if latest is not None else None
+        self.loss, self.step = math.nan, self.start
         tick = time.perf_counter()
-        for step_index, batch in zip(range(start, config.train_steps), train_data):
-            loss_t, norm_t = steps.train_step(batch, tf.constant(step_index, tf.int64))
-            loss, grad_norm = float(loss_t), float(norm_t)
-            step = step_index + 1
+        for step_index, batch in zip(range(self.start, config.train_steps), train_data):
+            loss_t, norm_t = self.steps.train_step(batch, tf.constant(step_index, tf.int64))
+            loss, grad_norm, step = float(loss_t), float(norm_t), step_index + 1
+            self.loss, self.step = loss, step
             if not math.isfinite(loss):
-                report.close()
-                kept = (f"the last good checkpoint (step {last_saved}) in "
-                        f"{store.directory} is intact" if last_saved is not None
-                        else "no checkpoint was written")
-                raise TrainingDivergedError(
-                    f"The loss became {loss} at step {step}; training stopped and {kept}. "
-                    "Lower --learning_rate (or --warmup_steps longer, --clip_norm=1), or with "
-                    "--mixed_precision=fp16 try bf16, and start again in a new --output_dir.")
+                self._diverged()
             now = time.perf_counter()
             speed = tokens_per_step / (now - tick)
             tick = now
-            lr = float(schedule(int(optimizer.iterations.value.numpy()) - 1))  # this step's rate
+            iteration = int(self.optimizer.iterations.value.numpy()) - 1
+            lr = float(self.schedule(iteration))  # this step's rate
             if self.chief:
-                report.train_step(step, loss, lr, grad_norm, speed,
-                                  show=step % config.log_every == 0 or step == config.train_steps)
+                show = step % config.log_every == 0 or step == config.train_steps
+                self.report.train_step(step, loss, lr, grad_norm, speed, show=show)
             if callbacks:
                 callbacks.on_train_batch_end(step - 1, {"loss": loss, "learning_rate": lr,
                                                         "grad_norm": grad_norm})
             last = step == config.train_steps
             if self.eval_corpus is not None and (
                     last or (config.eval_every and step % config.eval_every == 0)):
-                eval_loss = self._evaluate(steps, eval_layout)
-                perplexity = report.eval_result(step, eval_loss)
+                eval_loss = self._evaluate()
+                perplexity = self.report.eval_result(step, eval_loss)
                 if callbacks:
                     callbacks.on_test_end({"eval_loss": eval_loss, "eval_perplexity": perplexity})
                 tick = time.perf_counter()
             if last or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                store.save(step, checkpoint, manifest)
-                last_saved = step
+                self.store.save(step, self.checkpoint, self.manifest)
+                self.last_saved = step
                 tick = time.perf_counter()
-        report.close()
-        if callbacks:
-            callbacks.on_train_end({"loss": loss})
-        if self.chief:
-            model.save_pretrained(self.output_dir)
-            if self.verbose:
-                say(f"Fine-tuned model (step {step}) written to {self.output_dir} (Hugging Face "
-                    f"layout; GPT2LMHeadModel.from_pretrained({str(self.output_dir)!r}) loads it).")
-        return FinetuneResult(model=model, history=report.history,
-                              output_dir=os.fspath(self.output_dir), step=step)
 
-    def _evaluate(self, steps, eval_layout) -> float:
+    def _diverged(self):
+        self.report.close()
+        kept = (f"the last good checkpoint (step {self.last_saved}) in "
+                f"{self.store.directory} is intact" if self.last_saved is not None
+                else "no checkpoint was written")
+        raise TrainingDivergedError(
+            f"The loss became {self.loss} at step {self.step}; training stopped and {kept}. "
+            "Lower --learning_rate (or --warmup_steps longer, --clip_norm=1), or with "
+            "--mixed_precision=fp16 try bf16, and start again in a new --output_dir.")
+
+    def _finish(self) -> FinetuneResult:
+        """Close the report, end the callbacks, save the model (the chief)."""
+        self.report.close()
+        if self.callback_list:
+            self.callback_list.on_train_end({"loss": self.loss})
+        if self.chief:
+            self.model.save_pretrained(self.output_dir)
+            if self.verbose:
+                say(f"Fine-tuned model (step {self.step}) written to {self.output_dir} (Hugging "
+                    f"Face layout; GPT2LMHeadModel.from_pretrained({str(self.output_dir)!r}) "
+                    "loads it).")
+        return FinetuneResult(model=self.model, history=self.report.history,
+                              output_dir=os.fspath(self.output_dir), step=self.step)
+
+    def _evaluate(self) -> float:
         from tfgpt2.training import data
 
         batches = self.strategy.distribute_datasets_from_function(
-            lambda ctx: data.eval_dataset(self.eval_corpus, eval_layout, ctx)[0])
+            lambda ctx: data.eval_dataset(self.eval_corpus, self.eval_layout, ctx)[0])
         total_nll, total_count = 0.0, 0.0
         for batch in batches:
-            nll, count = steps.eval_step(batch)
+            nll, count = self.steps.eval_step(batch)
             total_nll += float(nll)
             total_count += float(count)
         return total_nll / max(total_count, 1.0)
-
