@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfgpt2.generation import sampling  # noqa: E402
+from tfgpt2.modeling.masking import MASKED_VALUE  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
@@ -52,13 +53,13 @@ def today(logits, seed, *, do_sample, temperature=None, top_k=0, top_p=None):
         logits = logits / temperature
     if top_k:
         kth = tf.reduce_min(tf.math.top_k(logits, k=top_k, sorted=False).values, -1, keepdims=True)
-        logits = tf.where(logits < kth, sampling.NEG_INF, logits)
+        logits = tf.where(logits < kth, MASKED_VALUE, logits)
     if top_p is not None:
         ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
         before = tf.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
         keep = tf.concat([tf.ones_like(before[:, :1], tf.bool), before[:, 1:] < top_p], -1)
         threshold = tf.reduce_min(tf.where(keep, ordered, tf.float32.max), -1, keepdims=True)
-        logits = tf.where(logits < threshold, sampling.NEG_INF, logits)
+        logits = tf.where(logits < threshold, MASKED_VALUE, logits)
     return tf.random.stateless_categorical(logits, 1, seed=seed, dtype=tf.int32)[:, 0]
 
 

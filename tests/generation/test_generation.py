@@ -260,8 +260,8 @@ def test_beam_search_with_stop_tokens_matches_brute_force(model, early_stopping,
     out = model.generate(np.array([prompt]), max_new_tokens=steps, num_beams=beams,
                          num_return_sequences=3, eos_token_id=stop, early_stopping=early_stopping,
                          length_penalty=length_penalty)
-    assert out.shape[0] == 3
-    for row, (_, new) in zip(out[:, len(prompt):], pool):
+    assert out.shape[0] == 3 and len(pool) >= 3  # every returned row is checked
+    for row, (_, new) in zip(out[:, len(prompt):], pool[:3], strict=True):
         assert row[:len(new)].tolist() == new
         assert set(row[len(new):].tolist()) <= {EOS}  # then padding
 

@@ -35,9 +35,21 @@ def test_shared_block_graph_refuses_a_block_that_differs(other, what):
         SharedBlockGraph([first, other(config)])
 
 
-def test_every_model_builds_its_shared_block_graph():
-    model = GPT2LMHeadModel.from_config(small_config(), seed=0)
-    assert model.decode_programs.block_runner.template is model.blocks[0]
+def test_decoding_traces_one_block_for_every_layer_and_matches_the_uncached_model():
+    config = small_config()
+    assert config.n_layer > 1
+    model = GPT2LMHeadModel.from_config(config, seed=0)
+    prompt = [5, 17, 42, 8]
+    out = model.generate(np.array([prompt]), max_new_tokens=5, do_sample=False, eos_token_id=[])
+    # Oracle: greedy by brute force, the whole sequence through the model
+    # each step, no cache and no shared block graph.
+    ids = list(prompt)
+    for _ in range(5):
+        logits = model(np.array([ids], np.int32))["logits"].numpy()
+        ids.append(int(np.argmax(logits[0, -1])))
+    assert out[0].tolist() == ids
+    # The prefill and the loop each trace the block once, not once per layer.
+    assert model.decode_programs.block_runner._fn.experimental_get_tracing_count() <= 2
 
 
 def brute_force_left_pad(rows, length, pad):
@@ -97,7 +109,7 @@ def test_run_time_shapes_give_generate_s_tokens(xla):
     `generate` does with its fixed-shape buckets."""
     from tfgpt2.generation.generate import _params
     from tfgpt2.generation.config import GenerationConfig
-    from tfgpt2.generation.programs import ProgramKey, ProgramKind
+    from tfgpt2.generation.programs import DecodeParams, ProgramKey, ProgramKind
     from tfgpt2.modeling.compiled import xla_program
 
     model = GPT2LMHeadModel.from_config(small_config(), seed=3)
@@ -119,11 +131,13 @@ def test_run_time_shapes_give_generate_s_tokens(xla):
                 return run(*args)
         fn = tf.function(traced, jit_compile=True, autograph=False)
     else:
-        fn = tf.function(run, autograph=False, input_signature=[spec, spec, {
-            k: tf.TensorSpec(v.shape, v.dtype) for k, v in params.items()}])
+        fn = tf.function(run, autograph=False, input_signature=[
+            spec, spec, DecodeParams.signature(model.config.vocab_size)])
     values = np.array(sum(rows, []), np.int32)
     ids, mask = packing.left_pad(values, np.cumsum([0] + [len(r) for r in rows]), 5, 0)
     out, steps = fn(ids, mask, params)
     assert int(steps) == 6
+    assert out.shape[0] == len(rows) == len(expected)
     for row, want in zip(out.numpy(), expected):
-        assert row.tolist() == want.tolist()
+        assert row[:6].tolist() == want.tolist()
+        assert (row[6:] == 0).all()  # the loop's slots past the budget hold the padding id

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tfgpt2.generation import sampling
-from tfgpt2.generation.sampling import NEG_INF
+from tfgpt2.modeling.masking import MASKED_VALUE
 
 ALPHA = 1e-3
 # float32 sums of up to 50k probabilities, and XLA's exp against numpy's,
@@ -84,7 +84,7 @@ def adversarial_rows(vocab, seed):
         np.zeros(vocab),  # all equal
         np.full(vocab, -7.25),  # all equal, negative
         np.where(some(0.5), -np.inf, normal(1.0)),
-        np.where(some(0.5), NEG_INF, normal(1.0)),  # already filtered
+        np.where(some(0.5), MASKED_VALUE, normal(1.0)),  # already filtered
         np.where(some(0.3), -3e38, normal(1e4)),  # huge spread, exp underflows
         signed_zeros,
         one_finite,
@@ -111,8 +111,8 @@ def test_top_k_keeps_exactly_the_reference_set(mode, vocab, ks):
         out = run(lambda x, k=k: sampling.top_k_filter(x, k), mode, tf.constant(rows)).numpy()
         for row, filtered in zip(rows, out):
             keep = reference_top_k_keep(row, k)
-            # (a logit already at NEG_INF looks filtered either way)
-            np.testing.assert_array_equal(filtered != NEG_INF, keep & (row != NEG_INF),
+            # (a logit already at MASKED_VALUE looks filtered either way)
+            np.testing.assert_array_equal(filtered != MASKED_VALUE, keep & (row != MASKED_VALUE),
                                           err_msg=f"k={k}")
             np.testing.assert_array_equal(filtered[keep], row[keep])
             assert keep.sum() >= min(k, row.size)
@@ -200,8 +200,8 @@ def expected_distribution(row, *, temperature=None, top_k=0, top_p=None, seen=No
     if top_k:
         keep = reference_top_k_keep(x, top_k)
     if top_p is not None:
-        assert decision_margin(np.where(keep, x, NEG_INF), top_p) > ROUNDING
-        keep &= reference_top_p_keep(np.where(keep, x, NEG_INF), top_p)
+        assert decision_margin(np.where(keep, x, MASKED_VALUE), top_p) > ROUNDING
+        keep &= reference_top_p_keep(np.where(keep, x, MASKED_VALUE), top_p)
     probs = np.where(keep, np.exp(x - x.max()), 0.0)
     return probs / probs.sum()
 

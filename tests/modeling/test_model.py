@@ -8,6 +8,7 @@ import tensorflow as tf
 from model_support import (MEDIUM, export_keras_hub, keras_hub_backbone, keras_hub_outputs,
                            small_config)
 from tfgpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model, TFGPT2LMHeadModel, TFGPT2Model
+from tfgpt2.modeling.kv_cache import KVCache
 
 
 @pytest.fixture(scope="module")
@@ -266,15 +267,14 @@ def test_cached_forward_outside_xla_matches_the_full_forward():
     ids = np.array([[11, 22, 33, 44, 55, 66]])
     full = model(ids).logits.numpy()[0]
     length = ids.shape[1] + 2
-    shape = [cfg.n_head, length, cfg.head_dim]
-    caches = [(tf.zeros(shape), tf.zeros(shape)) for _ in range(cfg.n_layer)]
+    cache = KVCache.empty(cfg, 1, length)
     key_mask = tf.ones([1, length], tf.int32)
-    hidden, _, caches = model.forward(tf.constant(ids[:, :3], tf.int32), key_mask,
-                                      tf.constant([[0, 1, 2]]), caches, cache_index=0)
+    hidden, _, cache = model.forward(tf.constant(ids[:, :3], tf.int32), key_mask,
+                                     tf.constant([[0, 1, 2]]), cache, cache_index=0)
     np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0], full[:3], atol=1e-5)
     for t in range(3, ids.shape[1]):
-        hidden, _, caches = model.forward(tf.constant(ids[:, t:t + 1], tf.int32), key_mask,
-                                          tf.constant([[t]]), caches, cache_index=tf.constant(t))
+        hidden, _, cache = model.forward(tf.constant(ids[:, t:t + 1], tf.int32), key_mask,
+                                         tf.constant([[t]]), cache, cache_index=tf.constant(t))
         np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[t], atol=1e-5)
 
 
@@ -286,20 +286,22 @@ def test_read_only_cache_step_matches_the_full_forward():
     ids = np.array([[5, 17, 42, 8, 99, 3]], np.int32)
     full = model(ids).logits.numpy()
     prefix = 5
-    empty = [(tf.zeros([4, prefix, 16]), tf.zeros([4, prefix, 16])) for _ in model.blocks]
-    _, _, caches = model.forward(ids[:, :prefix], tf.ones([1, prefix], tf.int32),
-                                 caches=empty, cache_index=0,
-                                 position_ids=tf.range(prefix)[None])
+    empty = KVCache.empty(model.config, 1, prefix)
+    _, _, cache = model.forward(ids[:, :prefix], tf.ones([1, prefix], tf.int32),
+                                cache=empty, cache_index=0, position_ids=tf.range(prefix)[None])
     # A cache longer than what it holds: stale slots past the token are masked.
-    padded = [(tf.concat([k, tf.ones([4, 3, 16])], 1), tf.concat([v, tf.ones([4, 3, 16])], 1))
-              for k, v in caches]
+    stale = tf.ones([4, 3, 16])
+    padded = KVCache(tuple(tf.concat([k, stale], 1) for k in cache.keys),
+                     tuple(tf.concat([v, stale], 1) for v in cache.values))
     hidden, _, new = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
-                                   position_ids=tf.constant([[prefix]]), caches=padded, cache_index=prefix,
-                                   cache_write=False)
+                                   position_ids=tf.constant([[prefix]]), cache=padded,
+                                   cache_index=prefix, cache_write=False)
     np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[0, prefix],
                                atol=1e-4, rtol=1e-4)
     _, _, written = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
-                                  position_ids=tf.constant([[prefix]]), caches=padded, cache_index=prefix)
-    for (k_new, v_new), (k_all, v_all) in zip(new, written):
+                                  position_ids=tf.constant([[prefix]]), cache=padded,
+                                  cache_index=prefix)
+    assert new.num_layers == written.num_layers == model.config.n_layer
+    for k_new, v_new, k_all, v_all in zip(new.keys, new.values, written.keys, written.values):
         np.testing.assert_allclose(k_new.numpy()[:, 0], k_all.numpy()[:, prefix], atol=1e-6)
         np.testing.assert_allclose(v_new.numpy()[:, 0], v_all.numpy()[:, prefix], atol=1e-6)

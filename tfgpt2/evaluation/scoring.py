@@ -5,14 +5,16 @@ Two entry points, both batched and free of any dataset or CLI concern:
 
 - `score_tokens`: the log-likelihood of a whole token stream longer than the
   model's context, with a sliding window (the GPT-2 paper's protocol for its
-  language-modelling tables). The fine-tuning loop's evaluation loss uses it.
+  language-modelling tables). Fine-tuning's evaluation loss does not use
+  it: it scores held-out packed blocks with `target_nll`, as its training
+  loss does (`tfgpt2.training.step`).
 - `score_continuations`: the log-likelihood of continuations given contexts
   (LAMBADA's last word, CBT's candidates, the bias probe's occupations), and
   whether greedy decoding would produce each continuation.
 
 Both run one compiled program over the model's single `forward`; the NLL of
-each token comes from `tfgpt2.modeling.losses.token_nll`, like the training
-loss.
+each token comes from `tfgpt2.modeling.losses.token_nll` (the shift, then
+`target_nll`, which fine-tuning's loss calls directly).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.losses import token_nll
+from tfgpt2.modeling.masking import position_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,23 +435,19 @@ def _make_choice_fn(model):
     def run(context, context_mask, choices, choice_mask, first_token_bias):
         # context, context_mask [1, C] (right-padded); choices, choice_mask [K, L].
         length, (count, choice_length) = context.shape[1], choices.shape
-        shape = [config.n_head, length + choice_length, config.head_dim]
-        dtype = model.embeddings.compute_dtype
-        caches = [(tf.zeros(shape, dtype), tf.zeros(shape, dtype)) for _ in range(config.n_layer)]
+        cache = KVCache.empty(config, 1, length + choice_length, model.embeddings.compute_dtype)
         key_mask = tf.concat([context_mask, tf.zeros([1, choice_length], tf.int32)], axis=1)
-        positions = tf.maximum(tf.cumsum(context_mask, axis=1) - 1, 0)
-        hidden, _, caches = model.forward(context, key_mask, positions, caches, cache_index=0,
-                                          training=False)
+        hidden, _, cache = model.forward(context, key_mask, position_ids(context_mask), cache,
+                                         cache_index=0, training=False)
         real = tf.reduce_sum(context_mask)
         last = tf.gather(hidden, real - 1, axis=1)  # [1, C]: predicts each choice's first token
-        # Every choice reads the same context cache: [H, S, D] -> [K * H, S, D].
-        caches = [(tf.tile(k, [count, 1, 1]), tf.tile(v, [count, 1, 1])) for k, v in caches]
+        cache = cache.tile(count)  # every choice reads the same context cache
         key_mask = tf.concat([tf.tile(context_mask, [count, 1]), choice_mask], axis=1)
         # Padding slots past a short choice are masked; clamp their positions
         # into the embedding table.
         choice_positions = tf.minimum(real + tf.range(choice_length), config.n_positions - 1)
         choice_positions = tf.tile(choice_positions[None], [count, 1])
-        choice_hidden, _, _ = model.forward(choices, key_mask, choice_positions, caches,
+        choice_hidden, _, _ = model.forward(choices, key_mask, choice_positions, cache,
                                             cache_index=length, training=False)
         # Position j's logits predict token j + 1: prepend the context's last
         # position so that token_nll's shift lines up with the choices.

@@ -35,10 +35,10 @@ class BeamSearch:
         # Only the first beam is live at the start, so the first step picks
         # `beams` distinct tokens.
         beam_scores = tf.tile(tf.concat([[0.0], tf.fill([beams - 1], MASKED_VALUE)], 0), [batch])
-        pad = params["pad_token_id"]
+        pad = params.pad_token_id
         state = dict(
             step=tf.constant(0), tokens=tf.zeros([rows], tf.int32),
-            caches=self._reorder(prefilled["caches"], beam_rows),
+            cache=prefilled["cache"].reorder(beam_rows, self.heads),
             seen=expand(prefilled["seen"]), beam_scores=beam_scores,
             sequences=tf.fill([rows, key.new_tokens], pad),
             pool_sequences=tf.fill([batch, beams, key.new_tokens], pad),
@@ -47,20 +47,20 @@ class BeamSearch:
             done=tf.zeros([batch], tf.bool))
 
         def body(state):
-            logits, caches = self.programs.decode_step(
-                key, state["tokens"], state["caches"], key_mask,
+            logits, cache = self.programs.decode_step(
+                key, state["tokens"], state["cache"], key_mask,
                 next_position + state["step"] - 1, state["step"], prefilled["prompt_length"])
-            return (self._select(dict(state, caches=caches), logits, params),)
+            return (self._select(dict(state, cache=cache), logits, params),)
 
         def cond(state):
             return (state["step"] < limit) & ~tf.reduce_all(state["done"])
 
-        limit = tf.minimum(params["max_new_tokens"], key.new_tokens)
+        limit = tf.minimum(params.max_new_tokens, key.new_tokens)
         state = self._select(state, expand(prefilled["logits"]), params)
         state = tf.while_loop(cond, body, (state,))[0]
         # Prompts whose search ran out of steps also rank their live beams.
         steps = state["step"]
-        norm = tf.pow(tf.cast(steps, tf.float32), params["length_penalty"])
+        norm = tf.pow(tf.cast(steps, tf.float32), params.length_penalty)
         live = ~state["done"][:, None] & tf.ones([batch, beams], tf.bool)
         live_scores = tf.reshape(state["beam_scores"], [batch, beams]) / norm
         pool = _merge_pool(state, tf.reshape(state["sequences"], [batch, beams, key.new_tokens]),
@@ -68,31 +68,22 @@ class BeamSearch:
                            tf.where(live, steps, 0), beams)
         return pool["pool_sequences"], pool["pool_scores"], pool["pool_lengths"], steps
 
-    def _reorder(self, caches, rows):
-        """Pick batch rows of every [B * H, S, D] cache (beam reordering)."""
-        def pick(cache):
-            _, length, depth = cache.shape
-            per_row = tf.reshape(cache, [-1, self.heads, length, depth])
-            return tf.reshape(tf.gather(per_row, rows), [-1, length, depth])
-
-        return [(pick(k), pick(v)) for k, v in caches]
-
     def _select(self, state, logits, params):
         """Extend every beam by one token: finished hypotheses go to the
         pool, the best `beams` unfinished ones live on."""
         key, beams, vocab, batch = self.key, self.beams, self.vocab, self.key.batch
         step = state["step"]
-        if key.use_repetition_penalty:
+        if key.sampler.use_repetition_penalty:
             logits = sampling.apply_repetition_penalty(logits, state["seen"],
-                                                       params["repetition_penalty"])
+                                                       params.sampling.repetition_penalty)
         log_probs = tf.nn.log_softmax(logits, axis=-1)
         scores = tf.reshape(state["beam_scores"][:, None] + log_probs, [batch, beams * vocab])
         top_scores, top_index = tf.math.top_k(scores, k=2 * beams)
         source_beam, token = top_index // vocab, top_index % vocab
         source_row = source_beam + beams * tf.range(batch)[:, None]  # [B, 2K]
-        is_stop = tf.gather(params["stop_mask"], token)
+        is_stop = tf.gather(params.stop_mask, token)
         length = step + 1
-        norm = tf.pow(tf.cast(length, tf.float32), params["length_penalty"])
+        norm = tf.pow(tf.cast(length, tf.float32), params.length_penalty)
 
         # A stop token among the best `beams` candidates ends a hypothesis.
         candidate_sequences = write_at(tf.gather(state["sequences"], source_row),
@@ -107,7 +98,7 @@ class BeamSearch:
         next_rows = tf.reshape(tf.gather(source_row, order, batch_dims=1), [-1])
         next_tokens = tf.reshape(tf.gather(token, order, batch_dims=1), [-1])
         seen = tf.gather(state["seen"], next_rows)
-        if key.use_repetition_penalty:
+        if key.sampler.use_repetition_penalty:
             seen = repetition.mark_seen(seen, next_tokens)
 
         # transformers' stopping rule for a prompt's beams. A pool slot is
@@ -120,7 +111,7 @@ class BeamSearch:
             done = state["done"] | (pool_full & (worst_kept >= next_scores[:, 0] / norm))
         return dict(
             state, step=step + 1, tokens=next_tokens, seen=seen, done=done,
-            caches=self._reorder(state["caches"], next_rows),
+            cache=state["cache"].reorder(next_rows, self.heads),
             beam_scores=tf.reshape(next_scores, [-1]),
             sequences=write_at(tf.gather(state["sequences"], next_rows), next_tokens[:, None],
                                step, axis=1),

@@ -10,9 +10,11 @@ import enum
 import numpy as np
 import tensorflow as tf
 
+from tfgpt2 import limits
 from tfgpt2.generation import packing
 from tfgpt2.generation.config import GenerationConfig
-from tfgpt2.generation.programs import ProgramKey, ProgramKind
+from tfgpt2.generation.programs import DecodeParams, ProgramKey, ProgramKind
+from tfgpt2.generation.sampling import Sampler, SamplingSettings
 from tfgpt2.generation.seeds import seed_pair, set_seed  # noqa: F401 -- set_seed re-exported
 from tfgpt2.modeling import inputs as input_checks
 
@@ -72,22 +74,7 @@ def _new_token_budget(config: GenerationConfig, prompt_length: int, n_positions:
             raise ValueError(
                 f"The prompt is {prompt_length} tokens long, so max_length={max_length} leaves no "
                 "room for new tokens; raise max_length or pass max_new_tokens instead.")
-    if budget >= n_positions:
-        raise ValueError(f"Cannot generate {budget} new tokens with a context of {n_positions}.")
     return budget
-
-
-def _check_context(rows, budget, n_positions, truncate) -> int:
-    """The most prompt tokens that fit beside `budget` new ones; an error if
-    a prompt is longer and truncation was not asked for."""
-    room = n_positions - budget
-    longest = max(len(r) for r in rows)
-    if longest > room and not truncate:
-        raise ValueError(
-            f"A prompt of {longest} tokens plus {budget} new tokens exceeds the context of "
-            f"{n_positions}. Shorten the prompt, lower max_new_tokens, or pass "
-            "truncate_prompt=True to keep the prompt's last tokens.")
-    return room
 
 
 def _pack(rows, length, pad_id, batch=None):
@@ -122,10 +109,10 @@ def generate(model, inputs=None, *, attention_mask=None, input_ids=None, streame
                          f"pad_token_id is given) is outside the vocabulary [0, {cfg.vocab_size}); "
                          "pass pad_token_id.")
     prompts = _prepare_prompts(model, inputs, attention_mask)
-    # An empty prompt starts from <|endoftext|>, as transformers does.
-    rows = [r if len(r) else np.asarray([cfg.bos_token_id], np.int32) for r in prompts.rows]
-    budget = _new_token_budget(config, max(len(r) for r in rows), cfg.n_positions)
-    room = _check_context(rows, budget, cfg.n_positions, config.truncate_prompt)
+    rows = [np.asarray(limits.start_empty(r, cfg.bos_token_id), np.int32) for r in prompts.rows]
+    longest = max(len(r) for r in rows)
+    budget = _new_token_budget(config, longest, cfg.n_positions)
+    room = limits.check_prompt_fits(longest, budget, cfg.n_positions, config.truncate_prompt)
     rows = [r[-room:] for r in rows]
 
     if streamer is not None:
@@ -146,30 +133,29 @@ def generate(model, inputs=None, *, attention_mask=None, input_ids=None, streame
 
 
 def _program_key(config: GenerationConfig, kind, batch, prompt_length, budget):
-    sampling = config.do_sample
     return ProgramKey(
         kind=kind, batch=batch, prompt_length=prompt_length,
-        new_tokens=packing.bucket_length(budget),
-        do_sample=sampling, top_k=(config.top_k or 0) if sampling else 0,
-        use_top_p=sampling and config.top_p < 1.0,
-        use_temperature=sampling and config.temperature != 1.0,
-        use_repetition_penalty=config.repetition_penalty != 1.0,
+        new_tokens=packing.bucket_length(budget), sampler=Sampler.for_settings(config),
         num_beams=config.num_beams, early_stopping=bool(config.early_stopping))
 
 
-def _params(config: GenerationConfig, budget, vocab_size, pad_id):
+def _stop_mask(config: GenerationConfig, vocab_size):
+    """bool [V]: the tokens that end a sequence."""
     stop_mask = np.zeros([vocab_size], bool)
     stop_mask[config.stop_ids()] = True
-    return {
-        "max_new_tokens": tf.constant(budget, tf.int32),
-        "temperature": tf.constant(config.temperature, tf.float32),
-        "top_p": tf.constant(config.top_p, tf.float32),
-        "repetition_penalty": tf.constant(config.repetition_penalty, tf.float32),
-        "length_penalty": tf.constant(config.length_penalty, tf.float32),
-        "stop_mask": tf.constant(stop_mask),
-        "pad_token_id": tf.constant(pad_id, tf.int32),
-        "seed": tf.constant(seed_pair(config.seed), tf.int32),
-    }
+    return stop_mask
+
+
+def _params(config: GenerationConfig, budget, vocab_size, pad_id) -> DecodeParams:
+    return DecodeParams(
+        max_new_tokens=tf.constant(budget, tf.int32),
+        new_token_slots=tf.constant(packing.bucket_length(budget), tf.int32),
+        length_penalty=tf.constant(config.length_penalty, tf.float32),
+        stop_mask=tf.constant(_stop_mask(config, vocab_size)),
+        pad_token_id=tf.constant(pad_id, tf.int32),
+        sampling=SamplingSettings.of(
+            temperature=config.temperature, top_k=config.top_k or 0, top_p=config.top_p,
+            repetition_penalty=config.repetition_penalty, seed=seed_pair(config.seed)))
 
 
 def _prefill(model, config, rows, budget, pad_id, prefill_kind, decode_kind):
@@ -235,9 +221,8 @@ def _format_outputs(model, prompts, prompt_rows, tokens, lengths, pad_id, config
         columns = np.arange(tokens.shape[1])[None]
         tokens = np.where(columns < lengths[:, None], tokens, pad_id)
     if prompts.form in (PromptForm.TEXT, PromptForm.TEXTS):
-        stop_mask = np.zeros([model.config.vocab_size], bool)
-        stop_mask[config.stop_ids()] = True
-        keep = packing.tokens_before_stop(tf.constant(tokens, tf.int32), stop_mask).numpy()
+        keep = packing.tokens_before_stop(tf.constant(tokens, tf.int32),
+                                          _stop_mask(config, model.config.vocab_size)).numpy()
         new_texts = model.tokenizer.batch_decode([row[:n] for row, n in zip(tokens, keep)])
         per_prompt = len(tokens) // len(prompts.texts)
         texts = [prompts.texts[i // per_prompt] + text for i, text in enumerate(new_texts)]

@@ -14,13 +14,22 @@ import math
 import tensorflow as tf
 
 
-def bucket_length(n: int) -> int:
+_SMALLEST, _STEP = 8, 64
+_POWERS = tuple(1 << i for i in range(_SMALLEST.bit_length() - 1, _STEP.bit_length()))  # 8..64
+
+
+def bucket_length(n):
     """A static length for `n` tokens: powers of two from 8 up to 64, then
     multiples of 64, so a new length rarely compiles a new program and a
-    short prompt is padded little."""
-    if n <= 64:
-        return max(8, 1 << (n - 1).bit_length())
-    return 64 * math.ceil(n / 64)
+    short prompt is padded little. `n` is an int, or a scalar int32 tensor
+    (exported graphs, where it gives a loop few distinct lengths)."""
+    if tf.is_tensor(n):
+        powers = tf.constant(_POWERS)
+        small = tf.reduce_min(tf.where(powers >= n, powers, _STEP))
+        return tf.where(n <= _STEP, small, _STEP * ((n + _STEP - 1) // _STEP))
+    if n <= _STEP:
+        return max(_SMALLEST, 1 << (n - 1).bit_length())
+    return _STEP * math.ceil(n / _STEP)
 
 
 def bucket_batch(n: int) -> int:
@@ -55,6 +64,15 @@ def left_pad(values, row_splits, length, pad_id, max_tokens=None):
     padded = tf.concat([values, tf.reshape(tf.cast(pad_id, tf.int32), [1])], 0)
     index = tf.where(mask, (ends - kept)[:, None] + offset, tf.size(values))
     return tf.gather(padded, index), tf.cast(mask, tf.int32)
+
+
+def start_empty_prompts(ids, mask, bos_token_id):
+    """`tfgpt2.limits.start_empty` on packed prompts: a row with no real
+    token gets `bos_token_id` in its last column."""
+    empty = tf.equal(tf.reduce_sum(mask, axis=1), 0)
+    last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
+    fill = tf.logical_and(empty[:, None], last[None, :])
+    return tf.where(fill, bos_token_id, ids), tf.where(fill, 1, mask)
 
 
 def tokens_before_stop(tokens, stop_mask):

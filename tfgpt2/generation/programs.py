@@ -7,7 +7,7 @@ A generation is two programs:
   XLA halves what XLA must compile on a first call.
 - the token loop: one XLA program, a `tf.while_loop` of single-token steps
   through the same `forward`, with the sampler and the per-row stop logic
-  inside. The caches are updated in place (dynamic-update-slice).
+  inside. The `KVCache` is updated in place (dynamic-update-slice).
 Streaming runs the same prefill, then the loop's step as its own XLA program
 with Python in between. Beam search (`beam_search.py`) has its own XLA loop
 after the same prefill.
@@ -22,13 +22,14 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import enum
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
-from tfgpt2.modeling.compiled import write_at, xla_program
-from tfgpt2.modeling.layers import dims
+from tfgpt2.modeling.compiled import dims, write_at, xla_program
+from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.masking import next_positions, position_ids
 
 
@@ -36,7 +37,7 @@ class ProgramKind(enum.Enum):
     PREFILL = "prefill"  # prompt -> loop state after the first token
     LOOP = "loop"  # loop state -> all new tokens (XLA)
     STEP = "step"  # loop state -> one more token (XLA; streaming)
-    BEAM_PREFILL = "beam_prefill"  # prompt -> logits and caches for beam search
+    BEAM_PREFILL = "beam_prefill"  # prompt -> logits and cache for beam search
     BEAM = "beam"  # beam search to the end (XLA)
 
 
@@ -50,39 +51,37 @@ class ProgramKey:
     batch: int | None
     prompt_length: int | None
     new_tokens: int | None
-    do_sample: bool = False
-    top_k: int = 0
-    use_top_p: bool = False
-    use_repetition_penalty: bool = False
-    use_temperature: bool = False
+    sampler: sampling.Sampler = sampling.Sampler()
     num_beams: int = 1
     early_stopping: bool = False
-    # The sampling settings come with each call (exported graphs): temperature
-    # 0 is greedy, top_k 0 and top_p 1 are off; the fields above are unused.
-    dynamic_sampling: bool = False
 
 
+class DecodeParams(NamedTuple):
+    """The run-time values every program takes (values, not shapes).
 
-def new_tokens(key, params):
-    """The loop's length: the key's bucket, or the request's slots (its
-    budget rounded up, so an XLA loop compiles few shapes)."""
-    if key.new_tokens is not None:
-        return key.new_tokens
-    return params.get("new_token_slots", params["max_new_tokens"])
+    `new_token_slots` is the loop's length when the key leaves it to run
+    time (the request's budget rounded up, so an XLA loop compiles few
+    shapes); the loop stops after `max_new_tokens` <= it.
+    """
+
+    max_new_tokens: tf.Tensor  # int32 []
+    new_token_slots: tf.Tensor  # int32 []
+    length_penalty: tf.Tensor  # float32 [] (beam search)
+    stop_mask: tf.Tensor  # bool [V]: the tokens that end a row
+    pad_token_id: tf.Tensor  # int32 []: written after a row ends
+    sampling: sampling.SamplingSettings
+
+    @classmethod
+    def signature(cls, vocab_size: int) -> DecodeParams:
+        count = tf.TensorSpec([], tf.int32)
+        return cls(count, count, tf.TensorSpec([], tf.float32),
+                   tf.TensorSpec([vocab_size], tf.bool), count,
+                   sampling.SamplingSettings.signature())
 
 
-def params_signature(vocab_size: int) -> dict:
-    """The run-time settings every program takes (values, not shapes)."""
-    return {
-        "max_new_tokens": tf.TensorSpec([], tf.int32),
-        "temperature": tf.TensorSpec([], tf.float32),
-        "top_p": tf.TensorSpec([], tf.float32),
-        "repetition_penalty": tf.TensorSpec([], tf.float32),
-        "length_penalty": tf.TensorSpec([], tf.float32),
-        "stop_mask": tf.TensorSpec([vocab_size], tf.bool),
-        "pad_token_id": tf.TensorSpec([], tf.int32),
-        "seed": tf.TensorSpec([2], tf.int32),
-    }
+def new_tokens(key, params: DecodeParams):
+    """The loop's length: the key's bucket, or the request's slots."""
+    return key.new_tokens if key.new_tokens is not None else params.new_token_slots
 
 
 class DecodePrograms:
@@ -99,15 +98,17 @@ class DecodePrograms:
         if key not in self._programs:
             signature = self._prompt_signature(key)
             self._programs[key] = {
-                ProgramKind.PREFILL: lambda: _graph(
+                ProgramKind.PREFILL: lambda: graph_function(
                     lambda ids, mask, params: self.prefill_and_choose(key, ids, mask, params),
                     input_signature=signature),
-                ProgramKind.BEAM_PREFILL: lambda: _graph(
+                ProgramKind.BEAM_PREFILL: lambda: graph_function(
                     lambda ids, mask, params: self.prefill(key, ids, mask, params),
                     input_signature=signature),
-                ProgramKind.LOOP: lambda: _xla(lambda state, params: self.token_loop(key, state, params)),
-                ProgramKind.STEP: lambda: _xla(lambda state, params: self.advance(key, state, params)),
-                ProgramKind.BEAM: lambda: _xla(beam_search.BeamSearch(self, key)),
+                ProgramKind.LOOP: lambda: xla_function(
+                    lambda state, params: self.token_loop(key, state, params)),
+                ProgramKind.STEP: lambda: xla_function(
+                    lambda state, params: self.advance(key, state, params)),
+                ProgramKind.BEAM: lambda: xla_function(beam_search.BeamSearch(self, key)),
             }[key.kind]()
         return self._programs[key]
 
@@ -123,7 +124,7 @@ class DecodePrograms:
         self._compiled.add(key)
         shapes = prefill.get_concrete_function(*prefill_args).structured_outputs
         zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), shapes)
-        params = dict(prefill_args[2], max_new_tokens=tf.constant(0))
+        params = prefill_args[2]._replace(max_new_tokens=tf.constant(0))
         program = self.get(key)
         return self._compiler.submit(program, zeros, params)
 
@@ -134,86 +135,66 @@ class DecodePrograms:
         return [
             tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="input_ids"),
             tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="attention_mask"),
-            params_signature(self.model.config.vocab_size),
+            DecodeParams.signature(self.model.config.vocab_size),
         ]
 
     # --- the pieces every program shares ------------------------------------------
-    def empty_caches(self, batch, length):
-        cfg = self.model.config
-        dtype = self.model.embeddings.compute_dtype
-        shape = [batch * cfg.n_head, length, cfg.head_dim]
-        return [(tf.zeros(shape, dtype), tf.zeros(shape, dtype)) for _ in range(cfg.n_layer)]
-
     def prefill(self, key, ids, mask, params):
-        """Run the prompt through the model, filling the caches. Returns the
-        last position's logits [B, V], the caches, the key mask over the
+        """Run the prompt through the model, filling the cache. Returns the
+        last position's logits [B, V], the `KVCache`, the key mask over the
         cache, each row's next position id, the prompt's (padded) length,
         and the prompt's tokens as a [B, V] mask when the repetition penalty
         needs them."""
         batch, prompt_length = dims(ids, 2)
         new = new_tokens(key, params)
         key_mask = tf.concat([mask, tf.ones([batch, new], tf.int32)], axis=1)
-        hidden, _, caches = self.model.forward(
-            ids, key_mask, position_ids(mask), self.empty_caches(batch, prompt_length + new),
-            cache_index=0, block_runner=self.block_runner)
+        empty = KVCache.empty(self.model.config, batch, prompt_length + new,
+                              self.model.embeddings.compute_dtype)
+        hidden, _, cache = self.model.forward(ids, key_mask, position_ids(mask), empty,
+                                              cache_index=0, block_runner=self.block_runner)
         seen = (repetition.tokens_in_prompt(ids, mask, self.model.config.vocab_size)
-                if key.use_repetition_penalty else tf.zeros([batch, 1], tf.bool))
-        return dict(logits=self.model.lm_logits(hidden[:, -1:, :])[:, 0], caches=caches,
+                if key.sampler.use_repetition_penalty else tf.zeros([batch, 1], tf.bool))
+        return dict(logits=self.model.lm_logits(hidden[:, -1:, :])[:, 0], cache=cache,
                     key_mask=key_mask, next_position=next_positions(mask), seen=seen,
                     prompt_length=tf.cast(prompt_length, tf.int32))
 
-    def decode_step(self, key, tokens, caches, key_mask, positions, step, prompt_length):
+    def decode_step(self, key, tokens, cache, key_mask, positions, step, prompt_length):
         """Feed the token chosen at `step - 1`; return the next logits [B, V]
-        and the updated caches."""
+        and the updated cache."""
         start = key.prompt_length if key.prompt_length is not None else prompt_length
-        hidden, _, caches = self.model.forward(
-            tokens[:, None], key_mask, positions[:, None], caches,
+        hidden, _, cache = self.model.forward(
+            tokens[:, None], key_mask, positions[:, None], cache,
             cache_index=start + step - 1, block_runner=self.block_runner)
-        return self.model.lm_logits(hidden)[:, 0], caches
-
-    @staticmethod
-    def _choose(key, logits, seen, params, step):
-        seed = params["seed"] + tf.stack([0, step])
-        penalty = params["repetition_penalty"] if key.use_repetition_penalty else None
-        if key.dynamic_sampling:
-            return sampling.choose_tokens_at_run_time(
-                logits, seed, temperature=params["temperature"], top_k=params["top_k"],
-                top_p=params["top_p"], seen=seen, repetition_penalty=penalty)
-        return sampling.choose_tokens(
-            logits, seed, seen=seen,
-            repetition_penalty=params["repetition_penalty"] if key.use_repetition_penalty else None,
-            do_sample=key.do_sample,
-            temperature=params["temperature"] if key.use_temperature else None,
-            top_k=key.top_k, top_p=params["top_p"] if key.use_top_p else None)
+        return self.model.lm_logits(hidden)[:, 0], cache
 
     # --- sampling / greedy ------------------------------------------------------------
     def prefill_and_choose(self, key, ids, mask, params):
         """(ids, mask, params) -> the loop state after the first token."""
         state = self.prefill(key, ids, mask, params)
-        tokens = self._choose(key, state.pop("logits"), state["seen"], params, 0)
-        out = tf.fill([dims(ids, 1)[0], new_tokens(key, params) - 1], params["pad_token_id"])
+        tokens = key.sampler.choose(state.pop("logits"), params.sampling, 0, state["seen"])
+        out = tf.fill([dims(ids, 1)[0], new_tokens(key, params) - 1], params.pad_token_id)
         return dict(state, step=tf.constant(1), tokens=tokens,
-                    finished=tf.gather(params["stop_mask"], tokens),
+                    finished=tf.gather(params.stop_mask, tokens),
                     out=tf.concat([tokens[:, None], out], axis=1))
 
     def advance(self, key, state, params):
         """The loop state after one more token."""
         step = state["step"]
-        logits, caches = self.decode_step(key, state["tokens"], state["caches"], state["key_mask"],
-                                          state["next_position"] + step - 1, step,
-                                          state["prompt_length"])
+        logits, cache = self.decode_step(key, state["tokens"], state["cache"], state["key_mask"],
+                                         state["next_position"] + step - 1, step,
+                                         state["prompt_length"])
         seen = state["seen"]
-        if key.use_repetition_penalty:
+        if key.sampler.use_repetition_penalty:
             seen = repetition.mark_seen(seen, state["tokens"])
-        tokens = self._choose(key, logits, seen, params, step)
-        tokens = tf.where(state["finished"], params["pad_token_id"], tokens)
-        finished = tf.logical_or(state["finished"], tf.gather(params["stop_mask"], tokens))
-        return dict(state, step=step + 1, tokens=tokens, finished=finished, caches=caches,
+        tokens = key.sampler.choose(logits, params.sampling, step, seen)
+        tokens = tf.where(state["finished"], params.pad_token_id, tokens)
+        finished = tf.logical_or(state["finished"], tf.gather(params.stop_mask, tokens))
+        return dict(state, step=step + 1, tokens=tokens, finished=finished, cache=cache,
                     seen=seen, out=write_at(state["out"], tokens[:, None], step, axis=1))
 
     def token_loop(self, key, state, params):
         """(state, params) -> (tokens [B, new_tokens], number produced)."""
-        limit = tf.minimum(params["max_new_tokens"], new_tokens(key, params))
+        limit = tf.minimum(params.max_new_tokens, new_tokens(key, params))
 
         def cond(state):
             return tf.logical_and(state["step"] < limit,
@@ -223,12 +204,12 @@ class DecodePrograms:
         return state["out"], state["step"]
 
 
-def _graph(fn, **kwargs):
+def graph_function(fn, **kwargs):
     """A plain TF graph (no XLA)."""
     return tf.function(fn, autograph=False, **kwargs)
 
 
-def _xla(fn, **kwargs):
+def xla_function(fn, **kwargs):
     """One XLA program, traced under `xla_program()`."""
     return tf.function(_XlaTrace(fn), jit_compile=True, autograph=False, **kwargs)
 

@@ -36,11 +36,13 @@ floormod, top_k, cumsum, gather, while, cond): no bitwise_and, no RNG op.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 
-NEG_INF = -1e9  # finite, so a row with everything filtered never yields NaN
+from tfgpt2.modeling.masking import MASKED_VALUE
 
 # Up to this k, top-k uses XLA's native TopK (over candidate blocks); above
 # it a 32-step bisection, which costs the same for any k, is cheaper.
@@ -51,6 +53,81 @@ TOP_K_NATIVE_LIMIT = 256
 NUCLEUS_DRAWS = 8
 _CANDIDATE_BLOCK = 32  # tokens per block when looking for the top k
 _UNIFORM_BITS = 24  # float32's mantissa: every k / 2**24 is exact
+
+
+# --- the sampler as one value -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """How a decode program picks each token: the static part, hashable, a
+    field of the program key (it decides what is compiled). The values come
+    with each call as `SamplingSettings`.
+
+    `run_time=True` compiles one graph for any settings, for exported
+    graphs where each request brings its own: temperature 0 is greedy,
+    top_k 0 and top_p 1 are off; the other fields are then unused.
+    """
+
+    do_sample: bool = False
+    top_k: int = 0
+    use_temperature: bool = False
+    use_top_p: bool = False
+    use_repetition_penalty: bool = False
+    run_time: bool = False
+
+    @classmethod
+    def for_settings(cls, config) -> Sampler:
+        """The sampler a `GenerationConfig` asks for: what a setting leaves
+        at its neutral value is not compiled."""
+        sampling = bool(config.do_sample)
+        return cls(do_sample=sampling, top_k=(config.top_k or 0) if sampling else 0,
+                   use_temperature=sampling and config.temperature != 1.0,
+                   use_top_p=sampling and config.top_p < 1.0,
+                   use_repetition_penalty=config.repetition_penalty != 1.0)
+
+    @classmethod
+    def at_run_time(cls, use_repetition_penalty: bool = False) -> Sampler:
+        return cls(do_sample=True, run_time=True, use_repetition_penalty=use_repetition_penalty)
+
+    def choose(self, logits, settings: SamplingSettings, step, seen=None):
+        """[B] int32: the token each row of `logits` [B, V] picks at decode
+        step `step` (the seed advances with it); `seen` [B, V] marks the
+        tokens the repetition penalty applies to."""
+        seed = settings.seed + tf.stack([0, step])
+        penalty = settings.repetition_penalty if self.use_repetition_penalty else None
+        if self.run_time:
+            return choose_tokens_at_run_time(
+                logits, seed, temperature=settings.temperature, top_k=settings.top_k,
+                top_p=settings.top_p, seen=seen, repetition_penalty=penalty)
+        return choose_tokens(
+            logits, seed, seen=seen, repetition_penalty=penalty, do_sample=self.do_sample,
+            temperature=settings.temperature if self.use_temperature else None,
+            top_k=self.top_k, top_p=settings.top_p if self.use_top_p else None)
+
+
+class SamplingSettings(NamedTuple):
+    """The sampler's run-time values (scalars): `seed` is int32 [2]."""
+
+    temperature: tf.Tensor
+    top_k: tf.Tensor
+    top_p: tf.Tensor
+    repetition_penalty: tf.Tensor
+    seed: tf.Tensor
+
+    @classmethod
+    def of(cls, *, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=(0, 0)
+           ) -> SamplingSettings:
+        """Settings as tensors of the right dtypes (values or tensors in)."""
+        return cls(tf.cast(temperature, tf.float32), tf.cast(top_k, tf.int32),
+                   tf.cast(top_p, tf.float32), tf.cast(repetition_penalty, tf.float32),
+                   tf.cast(seed, tf.int32))
+
+    @classmethod
+    def signature(cls) -> SamplingSettings:
+        scalar = tf.TensorSpec([], tf.float32)
+        return cls(scalar, tf.TensorSpec([], tf.int32), scalar, scalar,
+                   tf.TensorSpec([2], tf.int32))
 
 
 # --- processors ----------------------------------------------------------------
@@ -83,7 +160,7 @@ def top_k_filter(logits, k: int):
     """Keep the k largest logits of each row (ties at the k-th value kept)."""
     if k >= logits.shape[-1]:
         return logits
-    return tf.where(logits < top_k_threshold(logits, k), NEG_INF, logits)
+    return tf.where(logits < top_k_threshold(logits, k), MASKED_VALUE, logits)
 
 
 def top_p_keep(logits, top_p, keep=None):
@@ -101,7 +178,7 @@ def top_p_keep(logits, top_p, keep=None):
 def top_p_filter(logits, top_p):
     """Nucleus filter: keep the smallest set of most likely tokens whose
     probability reaches `top_p` (always at least one; ties kept)."""
-    return tf.where(top_p_keep(logits, top_p), logits, NEG_INF)
+    return tf.where(top_p_keep(logits, top_p), logits, MASKED_VALUE)
 
 
 def process_logits(logits, *, seen=None, repetition_penalty=None, do_sample=False,
@@ -165,12 +242,6 @@ def choose_tokens_at_run_time(logits, seed, *, temperature, top_k, top_p, seen=N
     keep = tf.cond(filtering, top_k_keep, lambda: tf.ones_like(scaled, tf.bool))
     sampled = sample(scaled, seed, tf.cast(top_p, tf.float32), keep=keep)
     return tf.where(greedy, argmax(logits), sampled)
-
-
-def select_tokens(logits, do_sample: bool, seed=None, top_p=None):
-    """Greedy argmax, or one draw per row from softmax(logits), restricted to
-    the nucleus when `top_p` is given."""
-    return sample(logits, seed, top_p) if do_sample else argmax(logits)
 
 
 def argmax(logits):

@@ -1,4 +1,5 @@
-"""The network: layers, the functional models, input checks, the loss."""
+"""The network: layers, the functional models, the KV cache, input checks,
+the loss."""
 
 from tfgpt2.modeling.model import (
     GPT2LMHeadModel,
@@ -7,7 +8,8 @@ from tfgpt2.modeling.model import (
     TFGPT2LMHeadModel,
     TFGPT2Model,
 )
+from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.outputs import BatchEncoding, ModelOutput
 
-__all__ = ["BatchEncoding", "GPT2LMHeadModel", "GPT2Model", "GPT2PreTrainedModel", "ModelOutput",
-           "TFGPT2LMHeadModel", "TFGPT2Model"]
+__all__ = ["BatchEncoding", "GPT2LMHeadModel", "GPT2Model", "GPT2PreTrainedModel", "KVCache",
+           "ModelOutput", "TFGPT2LMHeadModel", "TFGPT2Model"]

@@ -36,6 +36,21 @@ def in_xla_program() -> bool:
     return _IN_XLA_PROGRAM.get()
 
 
+def dims(x, count: int):
+    """The first `count` dimensions of x: Python ints where the static shape
+    knows them (always, inside the decode programs), tensors otherwise. Static
+    sizes keep the traced graph small, which makes tracing and XLA faster."""
+    dynamic = None
+    dims = []
+    for i in range(count):
+        size = x.shape[i]
+        if size is None:
+            dynamic = tf.shape(x) if dynamic is None else dynamic
+            size = dynamic[i]
+        dims.append(size)
+    return dims
+
+
 def weight_matmul(x, kernel):
     """x [N, in] @ kernel[out, in]^T, kept a dot of its own inside XLA."""
     y = tf.matmul(x, kernel, transpose_b=True)

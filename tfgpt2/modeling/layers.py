@@ -13,22 +13,8 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.modeling import masking
-from tfgpt2.modeling.compiled import weight_matmul, write_at
-
-
-def dims(x, count: int):
-    """The first `count` dimensions of x: Python ints where the static shape
-    knows them (always, inside the decode programs), tensors otherwise. Static
-    sizes keep the traced graph small, which makes tracing and XLA faster."""
-    dynamic = None
-    dims = []
-    for i in range(count):
-        size = x.shape[i]
-        if size is None:
-            dynamic = tf.shape(x) if dynamic is None else dynamic
-            size = dynamic[i]
-        dims.append(size)
-    return dims
+from tfgpt2.modeling.compiled import dims, weight_matmul
+from tfgpt2.modeling.kv_cache import KVCache, write_position
 
 
 class Linear(keras.layers.Layer):
@@ -164,7 +150,7 @@ class GPT2Attention(keras.layers.Layer):
              training=None):
         """Without a cache, causal self-attention over `x`.
 
-        With `cache` (keys, values), each [B * H, S, D], and `cache_write`
+        With `cache` (one layer's keys and values in `KVCache`'s layout), and `cache_write`
         (the default), the new keys and values are written into the cache at
         `cache_index` and attention runs over the cache; returns `(out, the
         updated cache)`. With `cache_write=False` the cache is only read: the
@@ -179,16 +165,9 @@ class GPT2Attention(keras.layers.Layer):
         scale = 1.0 / math.sqrt(self.head_dim)
         bias = tf.cast(attention_bias, "float32")
         if cache is not None:
-            # The cache is [B * H, S, D]: rank 3 lets XLA feed the updated
-            # cache straight into the batched matmul, so the update stays in
-            # place (with [B, H, S, D] it duplicated the update, copying the
-            # whole cache every step).
-            flat = lambda t: tf.reshape(t, [batch * self.n_head, -1, self.head_dim])  # noqa: E731
-            q, k, v = flat(q), flat(k), flat(v)
+            q, k, v = (KVCache.heads_as_rows(t) for t in (q, k, v))
             if cache_write:
-                k = write_at(cache[0], k, cache_index, axis=1)
-                v = write_at(cache[1], v, cache_index, axis=1)
-                new_cache = (k, v)
+                k, v = new_cache = write_position(cache, k, v, cache_index)
             else:
                 if length != 1:
                     raise ValueError("A read-only cache takes one new token at a time.")

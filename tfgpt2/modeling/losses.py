@@ -1,5 +1,7 @@
-"""The causal language-modelling objective, in one place: training loss,
-evaluation loss and perplexity scoring all call `token_nll`.
+"""The causal language-modelling objective, in one place: `target_nll` is the
+NLL of given targets (fine-tuning's training and evaluation losses call it
+on packed blocks); `token_nll` shifts the inputs into targets and calls it
+(Keras' `CausalLMLoss` and perplexity scoring).
 
 Position t's logits predict token t + 1. A target counts only where both it
 and the token before it are real (attention mask 1): padding is never a

@@ -16,6 +16,7 @@ import keras
 
 from tfgpt2.config import DEFAULT_PRESET, GPT2Config
 from tfgpt2.modeling import inputs as input_checks
+from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.layers import (AttentionBias, GPT2Block, GPT2Embeddings, PositionIds,
                                     call_block, initializers)
 from tfgpt2.outputs import ModelOutput
@@ -69,16 +70,16 @@ class GPT2PreTrainedModel(keras.Model):
         return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
 
     # --- the network ---------------------------------------------------------
-    def forward(self, input_ids, attention_mask, position_ids=None, caches=None,
+    def forward(self, input_ids, attention_mask, position_ids=None, cache=None,
                 cache_index=None, output_hidden_states=False, training=None, block_runner=None,
                 cache_write=True):
         """The GPT-2 forward pass.
 
         Without a cache, `attention_mask` [B, T] masks the input and positions
-        are counted from it. With `caches` (a list of per-layer `(k, v)`, each
-        [B * H, S, D]), the inputs are written at `cache_index`,
+        are counted from it. With `cache` (a `KVCache`), the inputs are
+        written at `cache_index`,
         `attention_mask` [B, S] masks the whole cache and `position_ids` [B, T]
-        must be given. With `cache_write=False` the caches are only read (one
+        must be given. With `cache_write=False` the cache is only read (one
         new token, attending to cache positions before `cache_index` and to
         itself) and the new tokens' keys and values are returned in their
         place, for a runtime that keeps the cache (the LiteRT decode).
@@ -88,7 +89,7 @@ class GPT2PreTrainedModel(keras.Model):
         calls the block. Decode programs pass one that traces a single block
         graph for all layers (`SharedBlockGraph`).
 
-        Returns `(last_hidden_state, hidden_states or None, new_caches or None)`;
+        Returns `(last_hidden_state, hidden_states or None, the new KVCache or None)`;
         `hidden_states` follows transformers: the embeddings, each block's
         output, the last one after the final LayerNorm.
         """
@@ -104,16 +105,16 @@ class GPT2PreTrainedModel(keras.Model):
             raise ValueError("A custom block_runner writes the cache; cache_write=False runs "
                              "the blocks themselves.")
         run = block_runner or functools.partial(call_block, cache_write=cache_write)
-        all_hidden, new_caches = [hidden], []
+        all_hidden, new_layers = [hidden], []
         for i, block in enumerate(self.blocks):
-            hidden, cache = run(block, hidden, bias, None if caches is None else caches[i],
-                                cache_index, training)
-            new_caches.append(cache)
+            hidden, layer_cache = run(block, hidden, bias, None if cache is None else cache.layer(i),
+                                      cache_index, training)
+            new_layers.append(layer_cache)
             all_hidden.append(hidden)
         hidden = self.ln_f(hidden)
         all_hidden[-1] = hidden
         return (hidden, tuple(all_hidden) if output_hidden_states else None,
-                new_caches if caches is not None else None)
+                KVCache.from_layers(new_layers) if cache is not None else None)
 
     def lm_logits(self, hidden):
         """Logits [..., V] (float32) through the tied token embedding."""
@@ -283,6 +284,31 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         from tfgpt2.generation.generate import generate
 
         return generate(self, inputs, **kwargs)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None,  # noqa: A002 -- Keras' name
+               input_signature=None, **kwargs):
+        """Keras 3's `Model.export`, giving the deployable artifacts for its
+        `"tf_saved_model"` and `"litert"` formats: the tokenizer inside,
+        strings in and out (`tfgpt2.export.export` documents the options).
+        Other formats (`"onnx"`, `"openvino"`, ...) go to Keras, which writes
+        the forward pass alone (ids in, logits out).
+
+        Example:
+            model.export("serving/gpt2-medium", format="tf_saved_model", version=1)
+            model.export("gpt2-medium.int8.tflite", format="litert")
+        """
+        from tfgpt2 import export as exporting
+
+        if format not in exporting.FORMATS:
+            return super().export(filepath, format=format, verbose=verbose,
+                                  input_signature=input_signature, **kwargs)
+        if input_signature is not None:
+            raise ValueError(f"format={format!r} artifacts take strings (their signatures are "
+                             "fixed); input_signature does not apply.")
+        path = exporting.export(self, filepath, format=format, **kwargs)
+        if verbose or verbose is None:
+            print(f"Saved the {format} artifact at {path}.")
+        return path
 
     def _output_dict(self, forward_result):
         hidden, all_hidden, _ = forward_result

@@ -1,0 +1,83 @@
+"""The KV cache of cached decoding: one type, one layout, for generate's
+programs, beam search, scoring and the exported artifacts.
+
+Layer i's keys and values are each [B * H, S, D]: batch and heads merged,
+S cache positions, D the head size. Rank 3 lets XLA feed the updated cache
+straight into attention's batched matmul, so a write stays in place; with
+[B, H, S, D] it duplicated the update and copied the whole cache every step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from tfgpt2.modeling.compiled import dims, write_at
+
+
+class KVCache(NamedTuple):
+    """Every layer's keys and values (tuples of n_layer tensors, each
+    [B * H, S, D]). A NamedTuple, so it passes through `tf.function`,
+    `tf.while_loop` and `tf.nest` as a structure of tensors."""
+
+    keys: tuple
+    values: tuple
+
+    @classmethod
+    def empty(cls, config, batch, length, dtype="float32") -> KVCache:
+        """Zeros for `batch` rows of `length` positions. Slots not yet
+        written are masked out but still multiplied by 0, so they must hold
+        finite numbers."""
+        shape = [batch * config.n_head, length, config.head_dim]
+        zeros = tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer))
+        return cls(zeros, tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer)))
+
+    @classmethod
+    def from_layers(cls, layers) -> KVCache:
+        """From per-layer `(keys, values)` pairs."""
+        layers = list(layers)
+        return cls(tuple(k for k, _ in layers), tuple(v for _, v in layers))
+
+    @staticmethod
+    def heads_as_rows(t):
+        """[B, H, T, D] (attention's per-head layout) -> [B * H, T, D]."""
+        batch, heads, length, depth = dims(t, 4)
+        return tf.reshape(t, [batch * heads, length, depth])
+
+    def layer(self, i: int) -> tuple:
+        return self.keys[i], self.values[i]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keys)
+
+    def reorder(self, rows, heads: int) -> KVCache:
+        """The cache of batch rows `rows` (int32 [R], with repeats): beam
+        search's reordering, and every beam starting from its prompt's
+        prefill."""
+        def pick(t):
+            rows_and_heads, length, depth = dims(t, 3)
+            per_row = tf.reshape(t, [rows_and_heads // heads, heads, length, depth])
+            return tf.reshape(tf.gather(per_row, rows), [-1, length, depth])
+
+        return KVCache(tuple(map(pick, self.keys)), tuple(map(pick, self.values)))
+
+    def tile(self, count) -> KVCache:
+        """The whole cache repeated `count` times along the batch: several
+        continuations reading one shared context."""
+        def repeat(t):
+            return tf.tile(t, [count, 1, 1])
+
+        return KVCache(tuple(map(repeat, self.keys)), tuple(map(repeat, self.values)))
+
+    def stacked(self) -> tuple:
+        """(keys, values), each [L, B * H, S, D]: every layer in one tensor."""
+        return tf.stack(self.keys), tf.stack(self.values)
+
+
+def write_position(layer_cache, keys, values, index) -> tuple:
+    """One layer's `(keys, values)` cache with `keys`/`values` [B * H, T, D]
+    written at position `index` (in place inside an XLA program)."""
+    return (write_at(layer_cache[0], keys, index, axis=1),
+            write_at(layer_cache[1], values, index, axis=1))
