@@ -88,10 +88,9 @@ def ensure_tflite(quantization):
         subprocess.run([sys.executable, "-c", (
             "import sys; sys.path.insert(0, %r)\n"
             "from tfgpt2 import GPT2LMHeadModel\n"
-            "from export import build\n"
             "m = GPT2LMHeadModel.from_pretrained(%r)\n"
-            "build.write_tflite(m, %r, quantization=%r)\n") % (ROOT, checkpoint_dir(), path,
-                                                               quantization)], check=True)
+            "m.export(%r, format='litert', quantization=%r)\n") % (ROOT, checkpoint_dir(), path,
+                                                                   quantization)], check=True)
     return path
 
 
@@ -99,16 +98,16 @@ def ensure_saved_model(xla):
     base = os.path.join(FLAGS.work_dir, "served-xla" if xla else "served")
     if not os.path.isdir(os.path.join(base, "1")):
         from tfgpt2 import GPT2LMHeadModel
-        from export import build
 
         log(f"Writing {base}/1 ...")
-        build.write_saved_model(GPT2LMHeadModel.from_pretrained(checkpoint_dir()), base, xla=xla)
+        GPT2LMHeadModel.from_pretrained(checkpoint_dir()).export(
+            base, format="tf_saved_model", version=1, xla=xla)
     return os.path.join(base, "1")
 
 
 # --- one .tflite, in its own process ------------------------------------------------------
 def tflite_worker(path):
-    from export.litert_runner import LiteRTRunner
+    from tfgpt2.export.litert_runner import LiteRTRunner
 
     first, runner = timed(lambda: LiteRTRunner(path, num_threads=2))
     gen = lambda: runner.generate(PROMPT, max_new_tokens=FLAGS.new_tokens, do_sample=False,  # noqa: E731

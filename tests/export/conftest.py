@@ -1,15 +1,12 @@
 """Fixtures for the export tests: the tiny checkpoint's model, and the
-repository root on sys.path (export/ is not installed)."""
+repository root (for the command lines they run)."""
 
 import os
-import sys
 import textwrap
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 # Prepended to scripts run in a fresh process: the artifacts must work where
 # none of these can be imported.

@@ -12,7 +12,6 @@ import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import BLOCK_IMPORTS
-from export import build
 from tokenizer_support import tiktoken_gpt2
 
 PROMPTS = ["Hello, I'm a language model,", "Ünïcode ☃ and emoji 🙂 too, a longer prompt here",
@@ -23,7 +22,7 @@ NEW = 12
 @pytest.fixture(scope="module", params=[False, True], ids=["no_xla", "xla"])
 def exported(request, tiny_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("served")
-    path = build.write_saved_model(tiny_model, directory, version=3, xla=request.param)
+    path = tiny_model.export(directory, format="tf_saved_model", version=3, xla=request.param)
     return request.param, path
 
 
@@ -60,7 +59,12 @@ def test_greedy_text_equals_generate(exported, tiny_model):
     enc = tiktoken_gpt2()
     assert out["ids"] == [enc.encode(p) for p in PROMPTS]
     assert out["back"] == PROMPTS
-    assert all(0 < n <= NEW for n in out["num_tokens"])
+    # Each row's count: generate's new tokens before the first <|endoftext|>.
+    for prompt, n in zip(PROMPTS, out["num_tokens"]):
+        ids = enc.encode(prompt) or [50256]
+        new = tiny_model.generate(np.array([ids]), max_new_tokens=NEW, do_sample=False,
+                                  eos_token_id=[])[0, len(ids):].tolist()
+        assert n == (new.index(50256) if 50256 in new else NEW)
 
 
 def test_scoring_signature_equals_the_model(exported, tiny_model):
@@ -116,7 +120,7 @@ def test_signatures_defaults_and_no_xla_in_the_default_variant(exported):
         assert not must_compile and not xla_ops, (must_compile, xla_ops)
 
 
-def test_bad_requests_are_clear_errors(exported):
+def test_bad_requests_are_clear_errors(exported, tiny_model):
     _, path = exported
     out = run_fresh(f"""
         import json, tensorflow as tf
@@ -139,15 +143,23 @@ def test_bad_requests_are_clear_errors(exported):
     """)
     assert out["past_cache"].startswith("ERROR") and "max_new_tokens must leave room" in out["past_cache"]
     assert out["top_p"].startswith("ERROR") and "top_p must be in (0, 1]" in out["top_p"]
-    assert not out["long"].startswith("ERROR")  # a long prompt keeps its last tokens
-    assert not out["invalid_utf8"].startswith("ERROR")
+    # A long prompt keeps its last tokens, as generate's truncate_prompt does.
+    long = tiny_model.generate("word " * 200, max_new_tokens=8, truncate_prompt=True,
+                               do_sample=False)
+    assert out["long"] == long[len("word " * 200):]
+    # Bytes that are not UTF-8 are tokenized losslessly (tiktoken's byte-level
+    # encoder is the oracle) and continued like those ids.
+    ids = tiktoken_gpt2()._encode_bytes(b"caf\xc3 \xff ok")
+    new = tiny_model.generate(np.array([ids]), max_new_tokens=8, do_sample=False)[0, len(ids):]
+    text = tiny_model.tokenizer.decode(new.tolist())
+    assert out["invalid_utf8"] == text.split("<|endoftext|>")[0]
 
 
 def test_existing_artifact_is_not_overwritten_unless_asked(tiny_model, tmp_path):
-    first = build.write_saved_model(tiny_model, tmp_path)
+    first = tiny_model.export(tmp_path, format="tf_saved_model", version=1)
     stamp = (first / "saved_model.pb").stat().st_mtime_ns
     with pytest.raises(FileExistsError, match="--overwrite"):
-        build.write_saved_model(tiny_model, tmp_path)
+        tiny_model.export(tmp_path, format="tf_saved_model", version=1)
     assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
-    build.write_saved_model(tiny_model, tmp_path, overwrite=True)
+    tiny_model.export(tmp_path, format="tf_saved_model", version=1, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no temporary leftovers

@@ -2,13 +2,18 @@
 tokenizer signatures equal tiktoken, the runner's greedy tokens equal
 `model.generate`'s, bad input is a clear error."""
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tokenizer_support as support
-from export import build, tflite
-from export.litert_runner import LiteRTRunner
+from tfgpt2.export import tflite
+from tfgpt2.export.litert_runner import LiteRTRunner
 from tfgpt2 import GPT2Config
 
 TEXTS = support.MULTILINGUAL[:4] + support.EMOJI[:1] + [
@@ -18,7 +23,7 @@ TEXTS = support.MULTILINGUAL[:4] + support.EMOJI[:1] + [
 
 @pytest.fixture(scope="module")
 def tflite_path(tiny_model, tmp_path_factory):
-    return build.write_tflite(tiny_model, tmp_path_factory.mktemp("lite") / "tiny.tflite",
+    return tiny_model.export(tmp_path_factory.mktemp("lite") / "tiny.tflite", format="litert",
                               quantization="none")
 
 
@@ -78,12 +83,13 @@ def test_sampling_is_reproducible_per_seed(runner):
     assert a == b and a != c
 
 
-def test_bad_input_is_a_clear_error(runner):
+def test_bad_input_is_a_clear_error(runner, tiny_model):
     with pytest.raises(ValueError, match="truncate_prompt=True"):
         runner.generate("word " * 200, max_new_tokens=8)
     kept = runner.generate("word " * 200, max_new_tokens=8, truncate_prompt=True,
                            do_sample=False)
-    assert kept.startswith("word ")
+    assert kept == tiny_model.generate("word " * 200, max_new_tokens=8, truncate_prompt=True,
+                                       do_sample=False)
     with pytest.raises(ValueError, match="leaves no room for the prompt"):
         runner.generate("hi", max_new_tokens=runner.cache_length)
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 50257\)"):
@@ -105,5 +111,22 @@ def test_too_large_for_a_flatbuffer_names_what_fits():
 def test_existing_file_is_kept_unless_overwrite(tiny_model, tflite_path):
     before = tflite_path.read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        build.write_tflite(tiny_model, tflite_path, quantization="none")
+        tiny_model.export(tflite_path, format="litert", quantization="none")
     assert tflite_path.read_bytes() == before
+
+
+def test_runner_needs_neither_tensorflow_nor_keras(tflite_path, tiny_model):
+    """What an app has: NumPy and LiteRT. Importing TensorFlow fails here."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        for name in ("tensorflow", "keras", "keras_hub", "tf_keras", "tensorflow_text"):
+            sys.modules[name] = None
+        from tfgpt2.export.litert_runner import LiteRTRunner
+        runner = LiteRTRunner({str(tflite_path)!r})
+        print(json.dumps(runner.generate("Hello there", max_new_tokens=6, do_sample=False)))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = tiny_model.generate("Hello there", max_new_tokens=6, do_sample=False)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected

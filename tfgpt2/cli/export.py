@@ -1,5 +1,6 @@
 """`--mode=export`: write the SavedModel for TF Serving or the `.tflite` for
-LiteRT (see export/README.md for serving and on-device use)."""
+LiteRT through `tfgpt2.export` (the repository's export/README.md says how
+to serve and deploy them)."""
 
 from __future__ import annotations
 
@@ -44,27 +45,26 @@ def run() -> None:
     from pathlib import Path
 
     import tfgpt2
-    from export import build
     from tfgpt2.config import GPT2Config
+    from tfgpt2.export import export, writing
 
     if FLAGS.format == "tflite":  # refuse a file over 2 GiB before loading anything
-        from export.tflite import check_fits
+        from tfgpt2.export.tflite import check_fits
 
         check_fits(GPT2Config.from_pretrained(FLAGS.model), FLAGS.quantization, FLAGS.model)
     logging.info("Loading %s ...", FLAGS.model)
     model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
     if FLAGS.format == "saved_model":
-        path = build.write_saved_model(model, FLAGS.output_dir, version=FLAGS.version,
-                                       cache_length=FLAGS.cache_length, xla=FLAGS.xla,
-                                       overwrite=FLAGS.overwrite)
+        path = export(model, FLAGS.output_dir, "tf_saved_model", version=FLAGS.version,
+                      cache_length=FLAGS.cache_length, xla=FLAGS.xla, overwrite=FLAGS.overwrite)
         what = f"SavedModel ({'XLA decode loop' if FLAGS.xla else 'no XLA'})"
     else:
         name = Path(str(FLAGS.model).rstrip("/")).name or "gpt2"
-        path = build.write_tflite(model, Path(FLAGS.output_dir) / f"{name}.{FLAGS.quantization}.tflite",
-                                  quantization=FLAGS.quantization,
-                                  cache_length=FLAGS.cache_length, overwrite=FLAGS.overwrite)
+        path = export(model, Path(FLAGS.output_dir) / f"{name}.{FLAGS.quantization}.tflite",
+                      "litert", quantization=FLAGS.quantization,
+                      cache_length=FLAGS.cache_length, overwrite=FLAGS.overwrite)
         what = f".tflite ({FLAGS.quantization})"
-    print(f"Wrote {what} to {path} ({build.human_size(build.directory_size(path))}).")
+    print(f"Wrote {what} to {path} ({writing.human_size(writing.directory_size(path))}).")
 
 
 MODE = Mode(

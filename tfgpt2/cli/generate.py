@@ -64,7 +64,7 @@ def run_tflite() -> None:
     if unsupported:
         raise CliError(f"{', '.join(unsupported)} is not available with --tflite "
                        "(the .tflite decodes greedily or samples with top-k/top-p).")
-    from export.litert_runner import LiteRTRunner
+    from tfgpt2.export.litert_runner import LiteRTRunner
 
     runner = LiteRTRunner(FLAGS.tflite)
     options = settings()

@@ -9,6 +9,8 @@ the decode subgraph: the cache is never copied. LiteRT's public
 uses the interpreter wrapper's per-subgraph calls (`ResizeInputTensor`,
 `AllocateTensors`, `tensor`, `Invoke`), which is what an Android or iOS app
 does with direct buffers.
+
+It needs numpy and `ai_edge_litert` alone (no TensorFlow), as an app would.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-EOS_TOKEN_ID = 50256
+from tfgpt2 import limits
 
 
 class LiteRTRunner:
-    """Greedy or sampled generation from a `.tflite` made by `export.tflite`.
+    """Greedy or sampled generation from a `.tflite` made by `tfgpt2.export`
+    (`format="litert"`).
 
     Args:
       model: a path to the `.tflite` file, or its bytes.
@@ -43,12 +46,11 @@ class LiteRTRunner:
         missing = {"tokenize", "detokenize", "prefill", "decode", "metadata"} - set(signatures)
         if missing:
             raise ValueError(f"This .tflite lacks the signatures {sorted(missing)}: it was not "
-                             "made by `python main.py --mode=export --format=tflite`.")
+                             "made by `tfgpt2 --mode=export --format=tflite`.")
         meta = self.interpreter.get_signature_runner("metadata")()
         self.n_layer, self.n_head = int(meta["n_layer"]), int(meta["n_head"])
         self.head_dim, self.vocab_size = int(meta["head_dim"]), int(meta["vocab_size"])
         self.cache_length, self.eos_token_id = int(meta["cache_length"]), int(meta["eos_token_id"])
-        self._wrapper = self.interpreter._interpreter
         self._decode = _Subgraph(self.interpreter, "decode")
 
     # --- tokenizer ---------------------------------------------------------------------
@@ -80,20 +82,12 @@ class LiteRTRunner:
         for each new token."""
         text = isinstance(prompt, str)
         ids = self.tokenize(prompt) if text else [int(i) for i in prompt]
-        ids = ids or [self.eos_token_id]
+        ids = limits.start_empty(ids, self.eos_token_id)  # GPT-2 starts and ends with one token
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}.")
-        if max_new_tokens >= self.cache_length:
-            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in "
-                             f"this model's cache of {self.cache_length} tokens.")
-        room = self.cache_length - max_new_tokens
-        if len(ids) > room:
-            if not truncate_prompt:
-                raise ValueError(
-                    f"A prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds the "
-                    f"cache of {self.cache_length}. Shorten the prompt, lower max_new_tokens, or "
-                    "pass truncate_prompt=True to keep the prompt's last tokens.")
-            ids = ids[-room:]
+        room = limits.check_prompt_fits(len(ids), max_new_tokens, self.cache_length,
+                                        truncate_prompt, what="cache")
+        ids = ids[-room:]
         if min(ids) < 0 or max(ids) >= self.vocab_size:
             raise ValueError(f"token ids must be in [0, {self.vocab_size}).")
         stops = {self.eos_token_id} if stop_token_ids is None else set(stop_token_ids)

@@ -24,45 +24,33 @@ servers started with `--xla_cpu_compilation_enabled=true` and for
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import tensorflow as tf
 
-from export import resolve_cache_length
+from tfgpt2.export import writing
+from tfgpt2.export.target import ArtifactModule, ExportTarget, log
 from tfgpt2.generation import packing
-from tfgpt2.generation.programs import ProgramKey, ProgramKind, _graph, _xla
+from tfgpt2.generation.programs import (DecodeParams, ProgramKey, ProgramKind, graph_function,
+                                        xla_function)
+from tfgpt2.generation.sampling import Sampler, SamplingSettings
 
 # The serving defaults, stored in the signature: the model card pipeline's
 # sampling (top-k 50) and a budget of 64 new tokens.
 DEFAULTS = dict(max_new_tokens=64, temperature=1.0, top_k=50, top_p=1.0, seed=-1)
-BUCKETS = (8, 16, 32, 64)  # packing.bucket_length's powers of two, for the graph
 
 
-def bucket_length(n):
-    """`packing.bucket_length` on a scalar tensor: padded prompt lengths and
-    loop lengths take few distinct values, so an XLA loop compiles few
-    programs."""
-    small = tf.reduce_min(tf.where(tf.constant(BUCKETS) >= n, tf.constant(BUCKETS), 2**30))
-    return tf.where(n <= 64, small, 64 * ((n + 63) // 64))
-
-
-class ServingModule(tf.Module):
+class ServingModule(ArtifactModule):
     """What the SavedModel holds: the weights, the tokenizer and the
     signature functions."""
 
-    def __init__(self, model, tokenizer, *, cache_length: int | None = None, xla: bool = False):
-        super().__init__(name="tfgpt2")
-        config = model.config
-        self.cache_length = resolve_cache_length(cache_length, config)
-        self.tokenizer = tokenizer  # a tf.Module: its tables are saved with it
-        # The weights' tf.Variables, tracked so they are saved in variables/.
-        self.weights = [w.value for w in model.weights]
-        self._model, self._config = model, config
+    def __init__(self, model, *, cache_length: int | None = None, xla: bool = False):
+        super().__init__(model, cache_length=cache_length, name="tfgpt2")
         self._programs = model.decode_programs
         self._key = ProgramKey(ProgramKind.LOOP, batch=None, prompt_length=None, new_tokens=None,
-                               do_sample=True, dynamic_sampling=True)
+                               sampler=Sampler.at_run_time())
         body = lambda state, params: self._programs.token_loop(self._key, state, params)  # noqa: E731
-        self._loop = _xla(body) if xla else _graph(body)
+        self._loop = xla_function(body) if xla else graph_function(body)
         self.xla = xla
 
     # --- serving_default --------------------------------------------------------------
@@ -77,7 +65,7 @@ class ServingModule(tf.Module):
                  temperature=tf.constant(DEFAULTS["temperature"]),
                  top_k=tf.constant(DEFAULTS["top_k"]), top_p=tf.constant(DEFAULTS["top_p"]),
                  seed=tf.constant(DEFAULTS["seed"])):
-        cfg = self._config
+        cfg = self.config
         checks = [
             tf.debugging.assert_greater_equal(
                 max_new_tokens, 1, message="max_new_tokens must be >= 1"),
@@ -96,29 +84,24 @@ class ServingModule(tf.Module):
         # A prompt longer than the cache allows keeps its last tokens.
         room = self.cache_length - max_new_tokens
         longest = tf.minimum(tf.maximum(tf.reduce_max(tf.concat([lengths, [1]], 0)), 1), room)
-        ids, mask = packing.left_pad(values, splits, bucket_length(longest), cfg.eos_token_id,
-                                     max_tokens=room)
-        ids, mask = _start_empty_prompts(ids, mask, cfg.bos_token_id)
+        ids, mask = packing.left_pad(values, splits, packing.bucket_length(longest),
+                                     cfg.eos_token_id, max_tokens=room)
+        ids, mask = packing.start_empty_prompts(ids, mask, cfg.bos_token_id)
 
-        slots = bucket_length(max_new_tokens)
         random_seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
-        params = {
-            "max_new_tokens": max_new_tokens,
-            "new_token_slots": slots,
-            "temperature": temperature,
-            "top_k": top_k,
-            "top_p": top_p,
-            "repetition_penalty": tf.constant(1.0),
-            "length_penalty": tf.constant(1.0),
-            "stop_mask": tf.one_hot(cfg.eos_token_id, cfg.vocab_size, on_value=True,
-                                    off_value=False),
-            "pad_token_id": tf.constant(cfg.eos_token_id),
-            "seed": tf.where(seed >= 0, tf.stack([seed, 0]), random_seed),
-        }
+        params = DecodeParams(
+            max_new_tokens=max_new_tokens,
+            new_token_slots=packing.bucket_length(max_new_tokens),
+            length_penalty=tf.constant(1.0),
+            stop_mask=tf.one_hot(cfg.eos_token_id, cfg.vocab_size, on_value=True, off_value=False),
+            pad_token_id=tf.constant(cfg.eos_token_id),
+            sampling=SamplingSettings.of(
+                temperature=temperature, top_k=top_k, top_p=top_p,
+                seed=tf.where(seed >= 0, tf.stack([seed, 0]), random_seed)))
         state = self._programs.prefill_and_choose(self._key, ids, mask, params)
         out, steps = self._loop(state, params)
         out = out[:, :steps]
-        num_tokens = packing.tokens_before_stop(out, params["stop_mask"])
+        num_tokens = packing.tokens_before_stop(out, params.stop_mask)
         kept = tf.sequence_mask(num_tokens, tf.shape(out)[1])
         ragged = tf.RaggedTensor.from_tensor(out, lengths=num_tokens)
         text = self.tokenizer.decode_strings(ragged.values, tf.cast(ragged.row_splits, tf.int64))
@@ -131,7 +114,7 @@ class ServingModule(tf.Module):
     def tokenize(self, texts):
         values, splits = self.tokenizer.encode_strings(texts)
         ragged = tf.RaggedTensor.from_row_splits(values, splits, validate=False)
-        return {"token_ids": ragged.to_tensor(default_value=self._config.eos_token_id),
+        return {"token_ids": ragged.to_tensor(default_value=self.config.eos_token_id),
                 "lengths": tf.cast(ragged.row_lengths(), tf.int32)}
 
     @tf.function(autograph=False, input_signature=[
@@ -146,23 +129,31 @@ class ServingModule(tf.Module):
         tf.TensorSpec([None, None], tf.int32, name="input_ids"),
         tf.TensorSpec([None, None], tf.int32, name="attention_mask")])
     def logits(self, input_ids, attention_mask):
-        hidden, _, _ = self._model.forward(input_ids, attention_mask)
-        return {"logits": self._model.lm_logits(hidden)}
+        hidden, _, _ = self.forward(input_ids, attention_mask)
+        return {"logits": self.lm_logits(hidden)}
 
     def signatures(self) -> dict:
         return {"serving_default": self.generate, "tokenize": self.tokenize,
                 "detokenize": self.detokenize, "logits": self.logits}
 
 
-def _start_empty_prompts(ids, mask, bos_id):
-    """An empty prompt starts from <|endoftext|>, as `generate` does."""
-    empty = tf.equal(tf.reduce_sum(mask, axis=1), 0)
-    last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
-    fill = tf.logical_and(empty[:, None], last[None, :])
-    return tf.where(fill, bos_id, ids), tf.where(fill, 1, mask)
 
+class SavedModelTarget(ExportTarget):
+    """`format="tf_saved_model"`: the SavedModel at `path`, or TF Serving's
+    layout `path/<version>/` when `version` is given."""
 
-@dataclasses.dataclass
-class SavedModelInfo:
-    path: str
-    bytes: int
+    format = "tf_saved_model"
+    options = ("version", "cache_length", "xla")
+
+    def write(self, model, path: Path, *, overwrite: bool, version: int | None = None,
+              cache_length: int | None = None, xla: bool = False) -> Path:
+        if version is not None and (not isinstance(version, int) or version < 0):
+            raise ValueError(f"The TF Serving version must be an int >= 0, got {version!r}.")
+        target = path if version is None else path / str(version)
+        writing.claim(target, overwrite)  # before tracing: a refusal costs nothing
+        module = ServingModule(model, cache_length=cache_length, xla=xla)
+        with writing.directory_in_place(target, overwrite) as built:
+            log.info("Tracing and saving the SavedModel (%s) ...", "XLA loop" if xla else "no XLA")
+            tf.saved_model.save(module, str(built), signatures=module.signatures())
+            (built / "assets").mkdir(exist_ok=True)  # TF Serving's layout has it, even empty
+        return target

@@ -1,7 +1,23 @@
-"""The deployable artifacts: a SavedModel for stock TF Serving and a
-builtins-only `.tflite` for LiteRT, each with the tokenizer in the graph.
-Not installed with the package: run from the repository (`main.py
---mode=export`, the tests, bench/)."""
+"""What every export target shares, written once: the target interface,
+the module that carries the weights and the graph tokenizer into an
+artifact, and the cache-length rule.
+
+A target is one module: a `tf.Module` subclass of `ArtifactModule` with the
+artifact's signature functions, and an `ExportTarget` that names its format
+and options and writes the artifact.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfgpt2.modeling.kv_cache import KVCache
+
+log = logging.getLogger("tfgpt2.export")
 
 
 def resolve_cache_length(cache_length, config) -> int:
@@ -12,3 +28,50 @@ def resolve_cache_length(cache_length, config) -> int:
         raise ValueError(f"cache_length must be in [2, {config.n_positions}] (the model's "
                          f"context), got {cache_length}.")
     return length
+
+
+class ArtifactModule(tf.Module):
+    """The model's weights (tracked, so they are saved or frozen into the
+    artifact), the tokenizer as TF ops, and the sizes every artifact's
+    signatures need."""
+
+    def __init__(self, model, *, cache_length: int | None, name: str):
+        super().__init__(name=name)
+        from tfgpt2.tokenizer import BytePairTokenizer
+
+        self.config = model.config
+        self.cache_length = resolve_cache_length(cache_length, model.config)
+        self.tokenizer = BytePairTokenizer(model.tokenizer.vocabulary)  # its tables are saved
+        self.weights = [w.value for w in model.weights]
+        self._model = model
+
+    def empty_cache(self, batch, length) -> KVCache:
+        return KVCache.empty(self.config, batch, length, self._model.embeddings.compute_dtype)
+
+    def forward(self, *args, **kwargs):
+        return self._model.forward(*args, **kwargs)
+
+    def lm_logits(self, hidden):
+        return self._model.lm_logits(hidden)
+
+
+class ExportTarget(abc.ABC):
+    """One artifact format: `write` builds it at `path` from a model.
+
+    `options` are the keyword settings `write` takes besides `overwrite`;
+    anything else is refused with the list of what the format takes.
+    """
+
+    format: str  # the name `model.export(..., format=)` takes
+    options: tuple[str, ...]
+
+    def export(self, model, path, *, overwrite: bool = False, **options) -> Path:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise TypeError(f"format={self.format!r} takes {', '.join(self.options)} and "
+                            f"overwrite, not {', '.join(unknown)}.")
+        return self.write(model, Path(path), overwrite=overwrite, **options)
+
+    @abc.abstractmethod
+    def write(self, model, path: Path, *, overwrite: bool, **options) -> Path:
+        """Build the artifact at `path`; returns what was written."""

@@ -23,15 +23,20 @@ The runtime owns the cache: it keeps one buffer per layer for keys and for
 values, writes prefill's `keys`/`values` into positions 0..T-1, and after
 each decode writes `new_keys`/`new_values` at `position`. A decode step thus
 never copies the cache (at 1024 positions GPT-2 Medium's is ~200 MB, more than
-its int8 weights). `export/litert_runner.py` is that runtime in Python.
+its int8 weights). `tfgpt2.export.litert_runner` is that runtime in Python.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import tensorflow as tf
 
-from export import resolve_cache_length
-from tfgpt2.generation import sampling
+from tfgpt2.export import writing
+from tfgpt2.files import atomic_path
+from tfgpt2.export.target import ArtifactModule, ExportTarget, log
+from tfgpt2.generation.sampling import Sampler, SamplingSettings
+from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.masking import position_ids
 
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -60,16 +65,14 @@ def check_fits(config, quantization: str, name: str = "this model") -> None:
         + (f" (fits: {', '.join(fits)})." if fits else "."))
 
 
-class LiteRTModule(tf.Module):
+class LiteRTModule(ArtifactModule):
     """The functions converted into the `.tflite` (see the module docstring)."""
 
-    def __init__(self, model, tokenizer, cache_length: int | None = None):
-        super().__init__(name="tfgpt2_litert")
-        config = model.config
-        self.cache_length = resolve_cache_length(cache_length, config)
-        self._model, self._config, self._tokenizer = model, config, tokenizer
-        # Tracked, so the converter freezes them into the file.
-        self.weights = [w.value for w in model.weights]
+    SAMPLER = Sampler.at_run_time()
+
+    def __init__(self, model, cache_length: int | None = None):
+        super().__init__(model, cache_length=cache_length, name="tfgpt2_litert")
+        config = self.config
         layers, heads, depth = config.n_layer, config.n_head, config.head_dim
         settings = [tf.TensorSpec([], tf.float32, name="temperature"),
                     tf.TensorSpec([], tf.int32, name="top_k"),
@@ -95,7 +98,7 @@ class LiteRTModule(tf.Module):
 
     def _tokenize(self, byte_values):
         def encode():
-            return self._tokenizer._encode_bytes(byte_values,
+            return self.tokenizer._encode_bytes(byte_values,
                                                  tf.stack([0, tf.size(byte_values)]))[0]
 
         # LiteRT's kernels refuse some empty tensors inside the tokenizer.
@@ -103,42 +106,39 @@ class LiteRTModule(tf.Module):
 
     def _detokenize(self, ids):
         def decode():
-            return self._tokenizer._decode_bytes(ids, tf.stack([0, tf.size(ids)]))[0]
+            return self.tokenizer._decode_bytes(ids, tf.stack([0, tf.size(ids)]))[0]
 
         return {"bytes": _unless_empty(ids, decode)}
 
     def _choose(self, logits, temperature, top_k, top_p, seed):
-        return sampling.choose_tokens_at_run_time(logits, seed, temperature=temperature,
-                                                  top_k=top_k, top_p=top_p)
+        # The seed input already holds (seed, step): the runner advances it.
+        settings = SamplingSettings.of(temperature=temperature, top_k=top_k, top_p=top_p,
+                                       seed=seed)
+        return self.SAMPLER.choose(logits, settings, step=0)
 
     def _prefill(self, ids, temperature, top_k, top_p, seed):
-        cfg = self._config
-        length = tf.shape(ids)[1]
         mask = tf.ones_like(ids)
-        empty = [(tf.zeros([cfg.n_head, length, cfg.head_dim]),) * 2 for _ in range(cfg.n_layer)]
-        hidden, _, caches = self._model.forward(ids, mask, position_ids(mask), empty,
-                                                cache_index=0)
-        logits = self._model.lm_logits(hidden[:, -1:])[:, 0]
+        hidden, _, cache = self.forward(ids, mask, position_ids(mask),
+                                        self.empty_cache(1, tf.shape(ids)[1]), cache_index=0)
+        logits = self.lm_logits(hidden[:, -1:])[:, 0]
+        keys, values = cache.stacked()
         return {"next_token": self._choose(logits, temperature, top_k, top_p, seed),
-                "logits": logits,
-                "keys": tf.stack([k for k, _ in caches]),
-                "values": tf.stack([v for _, v in caches])}
+                "logits": logits, "keys": keys, "values": values}
 
     def _decode(self, token, position, temperature, top_k, top_p, seed, *cache):
-        layers = self._config.n_layer
-        keys, values = cache[:layers], cache[layers:]
-        length = tf.shape(keys[0])[1]
-        hidden, _, new = self._model.forward(
-            token[None], tf.ones([1, length], tf.int32), position[None], list(zip(keys, values)),
+        layers = self.config.n_layer
+        cache = KVCache(tuple(cache[:layers]), tuple(cache[layers:]))
+        length = tf.shape(cache.keys[0])[1]
+        hidden, _, new = self.forward(
+            token[None], tf.ones([1, length], tf.int32), position[None], cache,
             cache_index=position[0], cache_write=False)
-        logits = self._model.lm_logits(hidden)[:, 0]
+        logits = self.lm_logits(hidden)[:, 0]
+        new_keys, new_values = new.stacked()
         return {"next_token": self._choose(logits, temperature, top_k, top_p, seed),
-                "logits": logits,
-                "new_keys": tf.stack([k[:, 0] for k, _ in new]),
-                "new_values": tf.stack([v[:, 0] for _, v in new])}
+                "logits": logits, "new_keys": new_keys[:, :, 0], "new_values": new_values[:, :, 0]}
 
     def _metadata(self):
-        cfg = self._config
+        cfg = self.config
         return {name: tf.constant(value, tf.int32) for name, value in (
             ("n_layer", cfg.n_layer), ("n_head", cfg.n_head), ("head_dim", cfg.head_dim),
             ("vocab_size", cfg.vocab_size), ("cache_length", self.cache_length),
@@ -161,11 +161,10 @@ def _named(fn, name: str):
     return named
 
 
-def convert(model, tokenizer, *, quantization: str = "int8", cache_length: int | None = None
-            ) -> bytes:
+def convert(model, *, quantization: str = "int8", cache_length: int | None = None) -> bytes:
     """The `.tflite` bytes (builtins only)."""
     check_fits(model.config, quantization)
-    module = LiteRTModule(model, tokenizer, cache_length)
+    module = LiteRTModule(model, cache_length)
     functions = [f.get_concrete_function() for f in module.functions()]
     converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -175,3 +174,21 @@ def convert(model, tokenizer, *, quantization: str = "int8", cache_length: int |
     elif quantization == "int8":  # dynamic range: int8 weights, float activations
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
+
+
+class LiteRTTarget(ExportTarget):
+    """`format="litert"`: the `.tflite` file at `path`."""
+
+    format = "litert"
+    options = ("quantization", "cache_length")
+
+    def write(self, model, path: Path, *, overwrite: bool, quantization: str = "int8",
+              cache_length: int | None = None) -> Path:
+        writing.claim(path, overwrite)  # before converting: a refusal costs nothing
+        log.info("Converting to TFLite (quantization=%s); GPT-2 Medium takes a few minutes ...",
+                 quantization)
+        data = convert(model, quantization=quantization, cache_length=cache_length)
+        writing.claim(path, overwrite)  # again: the conversion took minutes
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return path
