@@ -153,9 +153,7 @@ def _params(config: GenerationConfig, budget, vocab_size, pad_id) -> DecodeParam
         length_penalty=tf.constant(config.length_penalty, tf.float32),
         stop_mask=tf.constant(_stop_mask(config, vocab_size)),
         pad_token_id=tf.constant(pad_id, tf.int32),
-        sampling=SamplingSettings.of(
-            temperature=config.temperature, top_k=config.top_k or 0, top_p=config.top_p,
-            repetition_penalty=config.repetition_penalty, seed=seed_pair(config.seed)))
+        sampling=SamplingSettings.for_settings(config, seed_pair(config.seed)))
 
 
 def _prefill(model, config, rows, budget, pad_id, prefill_kind, decode_kind):

@@ -124,6 +124,13 @@ class SamplingSettings(NamedTuple):
                    tf.cast(seed, tf.int32))
 
     @classmethod
+    def for_settings(cls, config, seed) -> SamplingSettings:
+        """The values of a `GenerationConfig`, with `seed` ([2] ints)."""
+        return cls.of(temperature=config.temperature, top_k=config.top_k or 0,
+                      top_p=config.top_p, repetition_penalty=config.repetition_penalty,
+                      seed=seed)
+
+    @classmethod
     def signature(cls) -> SamplingSettings:
         scalar = tf.TensorSpec([], tf.float32)
         return cls(scalar, tf.TensorSpec([], tf.int32), scalar, scalar,
