@@ -17,8 +17,10 @@ from training_support import (REPO, main_py, max_weight_difference, run_python, 
                               write_corpus)
 
 pytestmark = pytest.mark.slow
-# float32 sums in another order: ~2e-6 measured, against Adam steps of ~3e-3.
-TOLERANCE = 1e-5
+# 2% of one AdamW step (lr 3e-3): summation order shifts a near-zero
+# gradient's m/sqrt(v) by float rounding (0.5% of a step seen on an AVX-512
+# CPU); a replica's gradients lost or counted twice cost whole steps.
+TOLERANCE = 0.02 * 3e-3
 
 
 @pytest.fixture(scope="module")

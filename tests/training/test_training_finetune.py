@@ -105,8 +105,10 @@ def test_gradient_accumulation_equals_one_larger_batch(corpus_dir, tiny_dir, tmp
     finetune(**settings(corpus_dir, tiny_dir, tmp_path / "one"))
     finetune(**settings(corpus_dir, tiny_dir, tmp_path / "accum", grad_accum_steps=4))
     # AdamW moves a weight by ~lr = 1e-3 per step whatever the gradient's
-    # scale; summing in another order may shift that by float rounding.
-    assert max_weight_difference(tmp_path / "one", tmp_path / "accum") < 5e-6
+    # scale; summing in another order may shift that by float rounding, and
+    # for a near-zero gradient m/sqrt(v) magnifies it (0.7% of a step seen
+    # on an AVX-512 CPU). A lost or doubled micro-batch costs whole steps.
+    assert max_weight_difference(tmp_path / "one", tmp_path / "accum") < 0.02 * 1e-3
     # ... and training did move the weights, far more than that tolerance.
     assert max_weight_difference(tmp_path / "one", tiny_dir) > 1e-3
 
