@@ -9,6 +9,8 @@ Decode programs trace `forward` under `xla_program()`. Two things differ there:
   fixed-size KV cache is never copied inside the decode loop.
 Both are XLA ops with no kernel in the plain TF runtime, hence the flag: the
 same code traced outside it is a plain TF graph (TF Serving without XLA).
+The in-place write alone also has a LiteRT builtin (DYNAMIC_UPDATE_SLICE),
+so the `.tflite` export traces under `in_place_writes()`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,29 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 _IN_XLA_PROGRAM = contextvars.ContextVar("in_xla_program", default=False)
+_IN_PLACE_WRITES = contextvars.ContextVar("in_place_writes", default=False)
+
+
+@contextlib.contextmanager
+def _setting(var):
+    token = var.set(True)
+    try:
+        yield
+    finally:
+        var.reset(token)
 
 
 @contextlib.contextmanager
 def xla_program():
     """Mark the tracing of a `tf.function(jit_compile=True)` body."""
-    token = _IN_XLA_PROGRAM.set(True)
-    try:
+    with _setting(_IN_XLA_PROGRAM), _setting(_IN_PLACE_WRITES):
         yield
-    finally:
-        _IN_XLA_PROGRAM.reset(token)
+
+
+def in_place_writes():
+    """Mark the tracing of a graph for a runtime with a dynamic-update-slice
+    (LiteRT), so `write_at` emits one instead of a gather and select."""
+    return _setting(_IN_PLACE_WRITES)
 
 
 def in_xla_program() -> bool:
@@ -63,13 +78,14 @@ def write_at(tensor, update, index, axis: int):
     """`tensor` with `update` written at `index` along `axis` (all other
     dimensions of `update` equal `tensor`'s).
 
-    In an XLA program: a dynamic-update-slice, done in place when `tensor`
-    is a loop variable. Elsewhere: a select between `tensor` and `update`
+    In an XLA program (or under `in_place_writes()`): a dynamic-update-slice,
+    done in place when `tensor` is a loop variable (or, in LiteRT, when the
+    runtime binds one buffer as the tensor's input and output). Elsewhere: a select between `tensor` and `update`
     gathered into place, which any TF runtime runs (TF Serving, LiteRT:
     unlike a concat of slices it never makes an empty tensor, which LiteRT's
     XNNPACK delegate cannot reshape)."""
     update = tf.cast(update, tensor.dtype)
-    if in_xla_program() and not isinstance(index, int):
+    if _IN_PLACE_WRITES.get() and not isinstance(index, int):
         starts = [tf.zeros([], tf.int32)] * tensor.shape.rank
         starts[axis] = tf.cast(index, tf.int32)
         return xla.dynamic_update_slice(tensor, update, tf.stack(starts))

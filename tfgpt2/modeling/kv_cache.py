@@ -5,6 +5,11 @@ Layer i's keys and values are each [B * H, S, D]: batch and heads merged,
 S cache positions, D the head size. Rank 3 lets XLA feed the updated cache
 straight into attention's batched matmul, so a write stays in place; with
 [B, H, S, D] it duplicated the update and copied the whole cache every step.
+
+The exported `.tflite` keeps each layer's cache as [B, H, S, D] instead
+(`KVCache.empty(..., per_head=True)`): that is the layout LiteRT-LM binds,
+and there the write must go straight from the cache input to its output,
+with no reshape between. Attention reads either layout.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ class KVCache(NamedTuple):
     values: tuple
 
     @classmethod
-    def empty(cls, config, batch, length, dtype="float32") -> KVCache:
-        """Zeros for `batch` rows of `length` positions. Slots not yet
-        written are masked out but still multiplied by 0, so they must hold
-        finite numbers."""
-        shape = [batch * config.n_head, length, config.head_dim]
+    def empty(cls, config, batch, length, dtype="float32", per_head: bool = False) -> KVCache:
+        """Zeros for `batch` rows of `length` positions ([B * H, S, D], or
+        [B, H, S, D] with `per_head`). Slots not yet written are masked out
+        but still multiplied by 0, so they must hold finite numbers."""
+        shape = ([batch, config.n_head, length, config.head_dim] if per_head
+                 else [batch * config.n_head, length, config.head_dim])
         zeros = tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer))
         return cls(zeros, tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer)))
 
@@ -76,8 +82,16 @@ class KVCache(NamedTuple):
         return tf.stack(self.keys), tf.stack(self.values)
 
 
+def in_cache_layout(t, layer_cache):
+    """Attention's [B, H, T, D] in the layout of `layer_cache` (see the
+    module docstring)."""
+    return KVCache.heads_as_rows(t) if layer_cache[0].shape.rank == 3 else t
+
+
 def write_position(layer_cache, keys, values, index) -> tuple:
-    """One layer's `(keys, values)` cache with `keys`/`values` [B * H, T, D]
-    written at position `index` (in place inside an XLA program)."""
-    return (write_at(layer_cache[0], keys, index, axis=1),
-            write_at(layer_cache[1], values, index, axis=1))
+    """One layer's `(keys, values)` cache with `keys`/`values` (in the
+    cache's layout, T positions) written at position `index` (in place
+    inside an XLA program)."""
+    axis = layer_cache[0].shape.rank - 2  # the positions
+    return (write_at(layer_cache[0], keys, index, axis=axis),
+            write_at(layer_cache[1], values, index, axis=axis))

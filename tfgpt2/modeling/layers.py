@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfgpt2.modeling import masking
 from tfgpt2.modeling.compiled import dims, weight_matmul
-from tfgpt2.modeling.kv_cache import KVCache, write_position
+from tfgpt2.modeling.kv_cache import in_cache_layout, write_position
 
 
 class Linear(keras.layers.Layer):
@@ -165,7 +165,7 @@ class GPT2Attention(keras.layers.Layer):
         scale = 1.0 / math.sqrt(self.head_dim)
         bias = tf.cast(attention_bias, "float32")
         if cache is not None:
-            q, k, v = (KVCache.heads_as_rows(t) for t in (q, k, v))
+            q, k, v = (in_cache_layout(t, cache) for t in (q, k, v))
             if cache_write:
                 k, v = new_cache = write_position(cache, k, v, cache_index)
             else:
@@ -190,7 +190,8 @@ class GPT2Attention(keras.layers.Layer):
                                     tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1)
             scores = tf.reshape(scores * scale, [batch, self.n_head, length, -1])
             probs = self._probabilities(scores, bias, training)
-            probs = tf.reshape(probs, [batch * self.n_head, length, -1])
+            if q.shape.rank == 3:  # back to the cache's rows
+                probs = tf.reshape(probs, [batch * self.n_head, length, -1])
             if cache_write:
                 out = tf.matmul(probs, v)
             else:

@@ -252,6 +252,17 @@ class BytePairTokenizer(tf.Module):
             ids = _assert_range(ids, 0, self.vocab_size - 1, "token ids")
         return self._decode_bytes_fn(ids, row_splits)
 
+    # -- ops traced into an exported artifact (its runner checks the inputs) --
+
+    def encode_ops(self, byte_values):
+        """One text's UTF-8 bytes, int32 [N] with N >= 1 -> ids int32 [T]."""
+        return self._encode_bytes(byte_values, tf.stack([0, tf.size(byte_values)]))[0]
+
+    def token_bytes_ops(self, ids):
+        """ids int32 [T] with T >= 1 -> their raw bytes, concatenated, int32
+        [N] (a token may end inside a UTF-8 character; chunks concatenate)."""
+        return self._core.token_bytes_of(ids)[0]
+
     # -- tf.string boundary ---------------------------------------------------
 
     def tokenize(self, texts) -> tf.Tensor | tf.RaggedTensor:

@@ -241,17 +241,23 @@ class BpeGraph:
 
     # ------------------------------------------------------------------ decode
 
-    def decode(self, ids: tf.Tensor, row_splits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """ids int32 [T] (0 <= id < vocab_size), row_splits [B + 1] ->
-        (UTF-8 bytes int32 [N], byte row_splits [B + 1]); byte sequences that
-        are not valid UTF-8 become U+FFFD as with `errors="replace"`."""
+    def token_bytes_of(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """ids int32 [T] (0 <= id < vocab_size) -> (their bytes, concatenated,
+        int32 [N]; each id's offset into them, int32 [T + 1]). Raw: a token
+        may end inside a UTF-8 character, so chunks of ids concatenate."""
         begin = tf.gather(self.token_offsets, ids)
         length = tf.gather(self.token_offsets, ids + 1) - begin
         offsets = exclusive_cumsum(length)
         nonempty = length > 0
         positions, _, _ = ragged_range(tf.boolean_mask(begin, nonempty),
                                         tf.boolean_mask(length, nonempty))
-        raw = tf.gather(self.token_bytes, positions)
+        return tf.gather(self.token_bytes, positions), offsets
+
+    def decode(self, ids: tf.Tensor, row_splits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """ids int32 [T] (0 <= id < vocab_size), row_splits [B + 1] ->
+        (UTF-8 bytes int32 [N], byte row_splits [B + 1]); byte sequences that
+        are not valid UTF-8 become U+FFFD as with `errors="replace"`."""
+        raw, offsets = self.token_bytes_of(ids)
         raw_splits = tf.gather(offsets, row_splits)
         fixed, new_offsets = utf8_ops.replace_invalid(raw, flags_at(raw_splits[:-1], tf.size(raw)))
         return fixed, tf.gather(new_offsets, raw_splits)
