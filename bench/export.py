@@ -1,10 +1,10 @@
 """The deployable artifacts against the peers, on the same GPT-2 Medium
-weights: the .tflite in LiteRT (int8, float16, fp32) and the SavedModel
-(no-XLA and XLA variants) next to tfgpt2's `generate` and transformers'
-PyTorch `generate`.
+weights: the .tflite in LiteRT (int8, float16, fp32) through our runner and,
+packed as a .litertlm, in the stock LiteRT-LM engine; the SavedModel (no-XLA
+and XLA variants); tfgpt2's `generate` and transformers' PyTorch `generate`.
 
     python bench/export.py                                # everything
-    python bench/export.py --quantizations=int8 --nosaved_model
+    python bench/export.py --quantizations=int8 --nosaved_model --notorch
 
 Protocol (docs/benchmarks.md): seeded random weights, batch 1, an 8-token
 prompt, 64 new greedy tokens; tok/s is new tokens per second, median of
@@ -13,7 +13,10 @@ round. Each .tflite runs in its own process (so its peak resident memory is
 its own), through export/litert_runner.py with 2 threads (XNNPACK).
 Quantisation drift: on a fixed 256-token text, the largest logit
 difference from the fp32 TF model, the mean NLL difference per token and
-how many of 64 greedy tokens agree.
+how many of 64 greedy tokens agree. Time to first token: a prompt of
+--ttft_lengths tokens (of a real text) to its first new token, median of
+--repeats. The bound: bench/weight_stream.py's chain of the same int8
+mat-vecs in LiteRT, run in the same invocation (--bound).
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ flags.DEFINE_integer("new_tokens", 64, "New tokens per generation.")
 flags.DEFINE_integer("repeats", 3, "Timed generations per system (median).")
 flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-bench-export"),
                     "Checkpoint and artifacts (reused when present).")
+flags.DEFINE_bool("litertlm", True, "Measure each .tflite packed as a .litertlm in LiteRT-LM.")
+flags.DEFINE_list("ttft_lengths", ["16", "128", "512"], "Prompt lengths for time to first token.")
+flags.DEFINE_bool("bound", True, "Measure the int8 mat-vec chain (bench/weight_stream.py).")
 flags.DEFINE_string("worker", None, "Internal: measure one .tflite in this process.")
+flags.DEFINE_string("engine_worker", None, "Internal: measure one .litertlm in this process.")
 
 PROMPT = [464, 3139, 286, 1204, 318, 257, 1310, 1110]  # 8 tokens
 TEXT_TOKENS = 256
@@ -115,16 +122,84 @@ def tflite_worker(path):
     first_call, tokens = timed(gen)
     times = [timed(gen)[0] for _ in range(FLAGS.repeats)]
     text = fixed_text_ids()
-    prefill = runner.interpreter.get_signature_runner("prefill")
-    logits = []
-    for end in range(1, len(text) + 1, 32):  # last-position logits of growing prefixes
-        out = prefill(ids=np.asarray([text[:end]], np.int32), temperature=np.float32(0),
-                      top_k=np.int32(0), top_p=np.float32(1), seed=np.asarray([0, 0], np.int32))
-        logits.append(out["logits"][0])
+    # last-position logits of growing prefixes
+    logits = [runner.next_token_logits(text[:end]) for end in range(1, len(text) + 1, 32)]
+    ttft = {n: statistics.median(timed(lambda: runner.generate(
+        ttft_prompt(n), max_new_tokens=1, do_sample=False))[0] for _ in range(FLAGS.repeats))
+        for n in map(int, FLAGS.ttft_lengths)}
     print(json.dumps({"load_s": first, "first_call_s": first_call + first,
                       "rate": FLAGS.new_tokens / statistics.median(times),
-                      "tokens": tokens, "logits": np.asarray(logits).tolist(),
+                      "tokens": tokens, "logits": np.asarray(logits).tolist(), "ttft": ttft,
                       "peak_rss_gb": peak_rss_gb()}))
+
+
+def ttft_prompt(n):
+    """n tokens of real text (the fixed text, repeated as needed)."""
+    text = fixed_text_ids()
+    return (text * (n // len(text) + 1))[:n]
+
+
+# --- one .litertlm, in the stock LiteRT-LM engine, in its own process --------------------
+def engine_worker(path):
+    import litert_lm
+
+    from tfgpt2.tokenizer.vocab import load_vocabulary
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    vocab = load_vocabulary()
+    decode = lambda ids: b"".join(vocab.token_bytes[i] for i in ids).decode()  # noqa: E731
+    load, engine = timed(lambda: litert_lm.Engine(
+        path, backend=litert_lm.Backend.CPU(thread_count=2), cache_dir=":nocache"))
+    greedy = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
+
+    def run(prompt, new):
+        session = engine.create_session(apply_prompt_template=False, sampler_config=greedy,
+                                        max_output_tokens=new)
+        session.run_prefill([prompt])
+        text = session.run_decode().texts[0]
+        session.close()
+        return text
+
+    prompt = decode(PROMPT)
+    first_call, _ = timed(lambda: run(prompt, FLAGS.new_tokens))
+    times = [timed(lambda: run(prompt, FLAGS.new_tokens))[0] for _ in range(FLAGS.repeats)]
+    ttft = {n: statistics.median(timed(lambda: run(decode(ttft_prompt(n)), 1))[0]
+                                 for _ in range(FLAGS.repeats))
+            for n in map(int, FLAGS.ttft_lengths)}
+    print(json.dumps({"load_s": load, "first_call_s": load + first_call,
+                      "rate": FLAGS.new_tokens / statistics.median(times), "ttft": ttft,
+                      "text": run(prompt, FLAGS.new_tokens), "peak_rss_gb": peak_rss_gb()}))
+
+
+def ensure_bundle(quantization, tflite_path):
+    """The .litertlm of an existing .tflite (packing takes seconds)."""
+    from tfgpt2 import GPT2Config
+    from tfgpt2.export.litertlm import pack
+    from tfgpt2.tokenizer.vocab import load_vocabulary
+
+    path = os.path.join(FLAGS.work_dir, f"medium.{quantization}.litertlm")
+    if not os.path.isfile(path) or os.path.getmtime(path) < os.path.getmtime(tflite_path):
+        with open(tflite_path, "rb") as f:
+            config = GPT2Config.from_pretrained(checkpoint_dir())
+            pack(path, f.read(), load_vocabulary(), config, config.n_positions)
+    return path
+
+
+def measure_bundle(path):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--engine_worker={path}",
+                          f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}",
+                          f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_bound():
+    """tok/s of bench/weight_stream.py's int8 mat-vec chain in LiteRT."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "weight_stream.py"),
+                          "--systems=litert_int8", f"--repeats={FLAGS.repeats}"],
+                         capture_output=True, text=True, check=True)
+    rows = [line for line in out.stdout.splitlines() if "int8 dynamic-range" in line]
+    return float(rows[0].split("|")[2])
 
 
 def peak_rss_gb():
@@ -173,6 +248,8 @@ def main(argv):
     del argv
     if FLAGS.worker:
         return tflite_worker(FLAGS.worker)
+    if FLAGS.engine_worker:
+        return engine_worker(FLAGS.engine_worker)
     from tfgpt2 import GPT2LMHeadModel
     import tensorflow as tf
 
@@ -224,6 +301,11 @@ def main(argv):
 
     log("Measuring the .tflite files, one process each ...")
     lite = {q: measure_tflite(p) for q, p in paths.items()}
+    engines = {}
+    if FLAGS.litertlm:
+        log("Measuring the .litertlm bundles in LiteRT-LM, one process each ...")
+        engines = {q: measure_bundle(ensure_bundle(q, p)) for q, p in paths.items()}
+    bound = measure_bound() if FLAGS.bound else None
 
     torch_rate = rates.get("transformers (PyTorch) generate")
     ours = rates["tfgpt2 generate (XLA)"]
@@ -235,10 +317,25 @@ def main(argv):
     for name, rate in rates.items():
         vs_torch = f"{rate / torch_rate:.2f}x" if torch_rate else "-"
         print(f"| {name} | {rate:.2f} | {vs_torch} | {rate / ours:.2f}x | {firsts[name]:.1f} |")
-    for q, r in lite.items():
-        vs_torch = f"{r['rate'] / torch_rate:.2f}x" if torch_rate else "-"
-        print(f"| .tflite {q} in LiteRT | {r['rate']:.2f} | {vs_torch} | {r['rate'] / ours:.2f}x "
-              f"| {r['first_call_s']:.1f} |")
+    for label, results in ((".tflite {} in LiteRT (our runner)", lite),
+                           (".litertlm {} in LiteRT-LM", engines)):
+        for q, r in results.items():
+            vs_torch = f"{r['rate'] / torch_rate:.2f}x" if torch_rate else "-"
+            print(f"| {label.format(q)} | {r['rate']:.2f} | {vs_torch} | {r['rate'] / ours:.2f}x "
+                  f"| {r['first_call_s']:.1f} |")
+    if bound:
+        print(f"\nBound: the int8 mat-vec chain in LiteRT, {bound:.1f} tok/s.")
+    lengths = list(map(int, FLAGS.ttft_lengths))
+    print("\n| on device | decode tok/s | of the int8 bound | "
+          + " | ".join(f"first token, {n}-token prompt (s)" for n in lengths)
+          + " | peak RSS (GB) |")
+    print("|---|---:|---:|" + "---:|" * len(lengths) + "---:|")
+    for label, results in (("runner, .tflite {}", lite), ("LiteRT-LM, .litertlm {}", engines)):
+        for q, r in results.items():
+            fraction = f"{r['rate'] / bound:.2f}" if bound and q == "int8" else "-"
+            print(f"| {label.format(q)} | {r['rate']:.2f} | {fraction} | "
+                  + " | ".join(f"{r['ttft'][str(n)]:.2f}" for n in lengths)
+                  + f" | {r['peak_rss_gb']:.2f} |")
     fp32_size = os.path.getsize(paths["none"]) if "none" in paths else None
     ref_nll = nll_per_token(ref_logits, text)
     print("\n| .tflite | size (MB) | vs fp32 file | peak RSS of the runner (GB) | max abs logit "

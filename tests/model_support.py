@@ -74,3 +74,26 @@ def louder_small_model(**overrides):
         for layer in (block.attn.c_proj, block.mlp.c_proj):
             layer.kernel.assign(layer.kernel.numpy() * 60.0)
     return model
+
+
+def louder_keras_hub_backbone(config: GPT2Config, seed: int):
+    """`keras_hub_backbone` with a larger embedding and louder blocks
+    (`louder_small_model`'s recipe), so greedy tokens depend on the context
+    instead of repeating one."""
+    backbone = keras_hub_backbone(config, seed=seed)
+    louder = [v for v in backbone.weights
+              if v.path.endswith(("feedforward_output_dense/kernel", "attention_output/kernel"))]
+    assert len(louder) == 2 * config.n_layer
+    for variable in louder:
+        variable.assign(variable.numpy() * 60.0)
+    backbone.token_embedding.embeddings.assign(backbone.token_embedding.embeddings.numpy() * 12.0)
+    return backbone
+
+
+def brute_force_greedy(backbone, ids, new: int) -> list[int]:
+    """Greedy by calling keras-hub on the whole sequence for every token."""
+    ids = list(ids)
+    for _ in range(new):
+        _, logits = keras_hub_outputs(backbone, np.array([ids], np.int32))
+        ids.append(int(np.argmax(logits[0, -1])))
+    return ids[-new:]

@@ -22,3 +22,10 @@ def tiny_model(tiny_checkpoint):
     from tfgpt2 import GPT2LMHeadModel
 
     return GPT2LMHeadModel.from_pretrained(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tiny_model, tmp_path_factory):
+    """The tiny model's fp32 `.tflite` (what the LiteRT tests run)."""
+    return tiny_model.export(tmp_path_factory.mktemp("lite") / "tiny.tflite", format="litert",
+                             quantization="none", verbose=False)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import BLOCK_IMPORTS
-from model_support import export_keras_hub, keras_hub_backbone, keras_hub_outputs
+from model_support import (brute_force_greedy, export_keras_hub, keras_hub_outputs,
+                           louder_keras_hub_backbone)
 from tfgpt2 import GPT2Config
 from tfgpt2.export.litert_runner import LiteRTRunner
 from tokenizer_support import tiktoken_gpt2
@@ -33,27 +34,10 @@ def oracle(tmp_path_factory):
 
     config = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=64, resid_pdrop=0.0,
                         embd_pdrop=0.0, attn_pdrop=0.0)
-    backbone = keras_hub_backbone(config, seed=5)
-    # A larger embedding and louder blocks (model_support.louder_small_model's
-    # recipe), so greedy tokens depend on the context instead of repeating one.
-    louder = [v for v in backbone.weights
-              if v.path.endswith(("feedforward_output_dense/kernel", "attention_output/kernel"))]
-    assert len(louder) == 2 * config.n_layer
-    for variable in louder:
-        variable.assign(variable.numpy() * 60.0)
-    backbone.token_embedding.embeddings.assign(backbone.token_embedding.embeddings.numpy() * 12.0)
+    backbone = louder_keras_hub_backbone(config, seed=5)
     directory = tmp_path_factory.mktemp("keras_hub_gpt2")
     export_keras_hub(backbone, directory)
     return backbone, GPT2LMHeadModel.from_pretrained(directory)
-
-
-def brute_force_greedy(backbone, ids, new):
-    """Greedy by calling keras-hub on the whole sequence for every token."""
-    ids = list(ids)
-    for _ in range(new):
-        _, logits = keras_hub_outputs(backbone, np.array([ids], np.int32))
-        ids.append(int(np.argmax(logits[0, -1])))
-    return ids[-new:]
 
 
 def test_saved_model_logits_and_greedy_tokens_equal_keras_hub(oracle, tmp_path):
@@ -90,11 +74,9 @@ def test_tflite_logits_and_greedy_tokens_equal_keras_hub(oracle, tmp_path):
     path = model.export(tmp_path / "tiny.tflite", format="litert", quantization="none",
                         verbose=False)
     runner = LiteRTRunner(path, num_threads=1)
-    prefill = runner.interpreter.get_signature_runner("prefill")(
-        ids=np.array([ids], np.int32), temperature=np.float32(0), top_k=np.int32(0),
-        top_p=np.float32(1), seed=np.array([0, 0], np.int32))
     _, want_logits = keras_hub_outputs(backbone, np.array([ids], np.int32))
-    np.testing.assert_allclose(prefill["logits"][0], want_logits[0, -1], atol=2e-4, rtol=1e-4)
+    np.testing.assert_allclose(runner.next_token_logits(ids), want_logits[0, -1], atol=2e-4,
+                               rtol=1e-4)
     tokens = runner.generate(ids, max_new_tokens=NEW, do_sample=False, stop_token_ids=[])
     want = brute_force_greedy(backbone, ids, NEW)
     assert len(set(want)) > 1  # the oracle's tokens change with the context

@@ -1,6 +1,7 @@
-"""The .tflite in LiteRT with no custom op resolver: builtins only, the
-tokenizer signatures equal tiktoken, the runner's greedy tokens equal
-`model.generate`'s, bad input is a clear error."""
+"""The .tflite in LiteRT with no custom op resolver: builtins only, static
+shapes, the cache written in place, the tokenizer signatures equal tiktoken,
+the runner's greedy tokens equal `model.generate`'s, bad input is a clear
+error."""
 
 import json
 import subprocess
@@ -22,9 +23,8 @@ TEXTS = support.MULTILINGUAL[:4] + support.EMOJI[:1] + [
 
 
 @pytest.fixture(scope="module")
-def tflite_path(tiny_model, tmp_path_factory):
-    return tiny_model.export(tmp_path_factory.mktemp("lite") / "tiny.tflite", format="litert",
-                              quantization="none")
+def tflite_path(tiny_tflite):
+    return tiny_tflite
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,73 @@ def test_only_builtin_ops(tflite_path):
 
 
 def test_signatures_and_metadata(runner, tiny_model):
-    signatures = runner.interpreter.get_signature_list()
-    assert set(signatures) == {"tokenize", "detokenize", "prefill", "decode", "metadata"}
+    signatures = runner.model.get_signature_list()
+    context = tiny_model.config.n_positions
+    prefills = {f"prefill_{min(t, context)}" for t in tflite.PREFILL_LENGTHS}
+    assert set(signatures) == {"tokenize", "detokenize", "decode", "sample", "metadata",
+                               *prefills}
     assert runner.n_layer == tiny_model.config.n_layer
-    assert runner.cache_length == tiny_model.config.n_positions
+    assert runner.cache_length == context
+    assert runner.max_token_bytes == max(map(len, tiny_model.tokenizer.vocabulary.token_bytes))
+
+
+def _signatures(path):
+    """{signature: (inputs, outputs, producer)} from the FlatBuffer itself:
+    name -> shape signature, and output tensor -> (op, its input tensors)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    found = {}
+    for s in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(s)
+        graph = model.Subgraphs(sig.SubgraphIndex())
+
+        def shape(t):
+            tensor = graph.Tensors(t)
+            if tensor.ShapeSignatureLength():
+                return tensor.ShapeSignatureAsNumpy().tolist()
+            return tensor.ShapeAsNumpy().tolist() if tensor.ShapeLength() else []
+
+        inputs = {sig.Inputs(i).Name().decode(): sig.Inputs(i).TensorIndex()
+                  for i in range(sig.InputsLength())}
+        outputs = {sig.Outputs(i).Name().decode(): sig.Outputs(i).TensorIndex()
+                   for i in range(sig.OutputsLength())}
+        producer = {}
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = op_names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+            for j in range(op.OutputsLength()):
+                producer[op.Outputs(j)] = (name, [op.Inputs(k) for k in range(op.InputsLength())])
+        found[sig.SignatureKey().decode()] = (
+            {n: shape(t) for n, t in inputs.items()}, {n: shape(t) for n, t in outputs.items()},
+            {n: (producer.get(t), inputs) for n, t in outputs.items()})
+    return found
+
+
+def test_every_signature_has_static_shapes(tflite_path):
+    """LiteRT.js and GPU delegates refuse a dynamic dimension (-1)."""
+    for name, (inputs, outputs, _) in _signatures(tflite_path).items():
+        for tensor, shape in {**inputs, **outputs}.items():
+            assert -1 not in shape, (name, tensor, shape)
+
+
+def test_the_cache_goes_straight_from_input_to_output(tflite_path, tiny_model):
+    """LiteRT-LM's contract, and what keeps a bound buffer in place: each
+    cache output is one DYNAMIC_UPDATE_SLICE of the input of its name."""
+    cfg = tiny_model.config
+    for name, (inputs, outputs, producers) in _signatures(tflite_path).items():
+        if not (name == "decode" or name.startswith("prefill_")):
+            continue
+        cache = sorted(n for n in inputs if n.startswith("kv_cache_"))
+        assert len(cache) == 2 * cfg.n_layer and set(cache) <= set(outputs), name
+        for n in cache:
+            assert inputs[n] == [1, cfg.n_head, cfg.n_positions, cfg.head_dim]
+            (op, op_inputs), tensor_of_input = producers[n]
+            assert op == "DYNAMIC_UPDATE_SLICE" and op_inputs[0] == tensor_of_input[n], (name, n)
+        assert inputs["tokens"][0] == 1 and inputs["input_pos"] == inputs["tokens"][1:]
+    assert _signatures(tflite_path)["decode"][1]["logits"] == [1, 1, cfg.vocab_size]
 
 
 def test_tokenizer_signatures_equal_tiktoken_and_round_trip(runner):
@@ -60,10 +123,16 @@ def test_tokenizer_signatures_equal_tiktoken_and_round_trip(runner):
         assert runner.detokenize(ids) == text
     # Bytes that are not UTF-8 encode losslessly and decode as errors="replace".
     raw = b"caf\xc3 \xff ok"
-    ids = runner.interpreter.get_signature_runner("tokenize")(
-        bytes=np.frombuffer(raw, np.uint8).astype(np.int32))["ids"].tolist()
+    ids = runner.encode_bytes(raw)
     assert b"".join(enc.decode_single_token_bytes(i) for i in ids) == raw
+    assert runner.decode_bytes(ids) == raw
     assert runner.detokenize(ids) == raw.decode("utf-8", "replace")
+    # The longest input, and ids over several detokenize calls.
+    text = ("Ünïcode ☃ 🙂 and words, " * 400)[:runner.tokenize_bytes - 5]
+    text = text.encode()[:runner.tokenize_bytes].decode("utf-8", "ignore")
+    ids = runner.tokenize(text)
+    assert ids == enc.encode(text) and len(ids) > runner.detokenize_ids
+    assert runner.detokenize(ids) == text
 
 
 @pytest.mark.parametrize("prompt", ["Hello, I'm a language model,", "Ünïcode ☃ 🙂", ""])
@@ -92,11 +161,19 @@ def test_bad_input_is_a_clear_error(runner, tiny_model):
                                        do_sample=False)
     with pytest.raises(ValueError, match="leaves no room for the prompt"):
         runner.generate("hi", max_new_tokens=runner.cache_length)
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 50257\)"):
+    with pytest.raises(ValueError, match=r"token ids must be ints in \[0, 50257\)"):
         runner.generate([1, 99999], max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"token ids must be ints in \[0, 50257\)"):
+        runner.detokenize([-1])
+    for bad in (dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-2)):
+        with pytest.raises(ValueError, match="temperature must be >= 0"):
+            runner.generate("hi", max_new_tokens=3, **bad)
+    with pytest.raises(ValueError, match="tokenizes at most 8192"):
+        runner.tokenize("x" * 9000)
+    assert len(runner.tokenize("a b " * 3000, truncate=True)) > 1000
     runner.generate("hi", max_new_tokens=3)
     with pytest.raises(ValueError, match="past the cache"):
-        runner._step(5, 10_000, seed=0, step=1)
+        runner._next_token(5, 10_000, 0, 1, {"temperature": 0.0})
 
 
 def test_too_large_for_a_flatbuffer_names_what_fits():

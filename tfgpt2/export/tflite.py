@@ -1,29 +1,47 @@
 """The `.tflite` for LiteRT: builtins only (no Flex delegate, no custom ops),
-one file with the weights once and these signatures:
+static shapes everywhere (LiteRT.js and GPU delegates refuse dynamic ones),
+one file with the weights once. Its model signatures follow LiteRT-LM's
+contract, so the same file runs in the stock LiteRT-LM runtime (packed as a
+`.litertlm`, `tfgpt2.export.litertlm`), in LiteRT.js and in
+`tfgpt2.export.litert_runner`. S is the cache length, H heads of size D,
+V the vocabulary:
 
-- `tokenize`: `bytes` (int32 [N], UTF-8 bytes) -> `ids` (int32 [M]).
-- `detokenize`: `ids` (int32 [N]) -> `bytes` (int32 [M], UTF-8; invalid
-  sequences become U+FFFD).
-- `prefill`: `ids` (int32 [1, T]) and the sampling inputs -> `next_token`
-  (int32 [1]), `logits` (float32 [1, V], the last position's), `keys` and
-  `values` (float32 [L, H, T, D]: every layer's cache for positions 0..T-1).
-- `decode`: `token` (int32 [1]), `position` (int32 [1], the token's index in
-  the cache), `keys_<i>` / `values_<i>` (float32 [H, S, D] for each layer i:
-  the cache, S >= position; only positions < `position` are read) and the
-  sampling inputs -> `next_token`, `logits`, `new_keys` / `new_values`
-  (float32 [L, H, D]: the token's own keys and values).
-- `metadata`: no inputs -> the sizes a runtime needs (`n_layer`, `n_head`,
-  `head_dim`, `vocab_size`, `cache_length`, `eos_token_id`).
+- `prefill_<T>` for each T in `prefill_lengths` (a few fixed sizes):
+  `tokens` (int32 [1, T]), `input_pos` (int32 [T]: the tokens' positions,
+  consecutive from `input_pos[0]`; padding may hold anything) and the cache
+  -> the cache, with the T tokens' keys and values written at positions
+  `input_pos[0]` .. `input_pos[0] + T - 1`. `input_pos[0] + T <= S` is the
+  caller's to keep: a runtime picks a shorter prefill near the end.
+- `decode`: `tokens` (int32 [1, 1]), `input_pos` (int32 [1]) and the cache
+  -> `logits` (float32 [1, 1, V]) and the cache with the token written at
+  `input_pos[0]` (< S). It attends to positions <= `input_pos[0]`.
+- the cache: `kv_cache_k_<i>` and `kv_cache_v_<i>` (float32 [1, H, S, D]) for
+  each layer i, inputs and outputs of the same name. Each is written by one
+  DYNAMIC_UPDATE_SLICE straight from the input to the output, so a runtime
+  that binds one buffer to both (LiteRT-LM, our runner) never copies it.
+  Slots not yet written must hold finite numbers (zeros at the start).
+- `sample`: `logits` (float32 [1, 1, V]), `temperature` (float32 [], 0:
+  greedy), `top_k` (int32 [], 0: off), `top_p` (float32 [] in (0, 1], 1: off),
+  `seed` (int32 [2]: the seed and the step; the same pair gives the same
+  token) -> `next_token` (int32 [1]): `GPT2LMHeadModel.generate`'s sampler.
+- `tokenize`: `bytes` (int32 [TOKENIZE_BYTES], UTF-8 bytes, zero-padded) and
+  `length` (int32 [], the bytes used) -> `ids` (int32 [TOKENIZE_BYTES], -1
+  past the last id) and `count` (int32 []).
+- `detokenize`: `ids` (int32 [DETOKENIZE_IDS]) and `count` (int32 [], the ids
+  used) -> `bytes` (int32 [DETOKENIZE_IDS * max_token_bytes], -1 past the last
+  byte) and `length` (int32 []). Raw bytes: a token may end inside a UTF-8
+  character, so the bytes of consecutive calls concatenate; decode them as
+  UTF-8 with replacement (`TextDecoder`, `bytes.decode(errors="replace")`).
+- `metadata`: no inputs -> `sizes` (int32 [9]): `METADATA_FIELDS` in order
+  (`n_layer`, `n_head`, `head_dim`, `vocab_size`, `cache_length`,
+  `eos_token_id`, `tokenize_bytes`, `detokenize_ids`, `max_token_bytes`). One
+  vector, since the converter merges equal constant outputs into one name.
 
-Sampling inputs: `temperature` (float32 [], 0: greedy), `top_k` (int32 [],
-0: off), `top_p` (float32 [], 1: off), `seed` (int32 [2]: the same seed and
-step give the same token).
-
-The runtime owns the cache: it keeps one buffer per layer for keys and for
-values, writes prefill's `keys`/`values` into positions 0..T-1, and after
-each decode writes `new_keys`/`new_values` at `position`. A decode step thus
-never copies the cache (at 1024 positions GPT-2 Medium's is ~200 MB, more than
-its int8 weights). `tfgpt2.export.litert_runner` is that runtime in Python.
+Out-of-range inputs (a position past the cache, a prefill running past it,
+a length past its buffer, an id outside the vocabulary, a sampling value out
+of range) are the runner's to refuse before a call: the graph clamps indices
+so that no input reads or writes out of bounds, but its answer is then
+meaningless. `tfgpt2.export.litert_runner` checks them all.
 """
 
 from __future__ import annotations
@@ -36,12 +54,20 @@ from tfgpt2.export import writing
 from tfgpt2.files import atomic_path
 from tfgpt2.export.target import ArtifactModule, ExportTarget, log
 from tfgpt2.generation.sampling import Sampler, SamplingSettings
+from tfgpt2.modeling.compiled import in_place_writes
 from tfgpt2.modeling.kv_cache import KVCache
-from tfgpt2.modeling.masking import position_ids
 
 QUANTIZATIONS = ("none", "float16", "int8")
 FLATBUFFER_LIMIT = 2 * 1024**3  # a .tflite is one FlatBuffer: 2 GiB at most
 _BYTES_PER_WEIGHT = {"none": 4.0, "float16": 2.0, "int8": 1.0}
+# Prefill sizes: a short prompt pays for at most 16 rows, a long one runs in
+# a few large steps (capped at the cache length). BENCHMARKS.md has the
+# time to first token they give.
+PREFILL_LENGTHS = (16, 128, 512)
+TOKENIZE_BYTES = 8192  # a prompt's UTF-8 bytes: 1024 tokens at 8 bytes each
+DETOKENIZE_IDS = 64  # ids per detokenize call; longer sequences take several
+METADATA_FIELDS = ("n_layer", "n_head", "head_dim", "vocab_size", "cache_length", "eos_token_id",
+                   "tokenize_bytes", "detokenize_ids", "max_token_bytes")
 
 
 def estimated_size(config, quantization: str) -> int:
@@ -70,101 +96,138 @@ class LiteRTModule(ArtifactModule):
 
     SAMPLER = Sampler.at_run_time()
 
-    def __init__(self, model, cache_length: int | None = None):
+    def __init__(self, model, cache_length: int | None = None,
+                 prefill_lengths: tuple[int, ...] = PREFILL_LENGTHS):
         super().__init__(model, cache_length=cache_length, name="tfgpt2_litert")
-        config = self.config
-        layers, heads, depth = config.n_layer, config.n_head, config.head_dim
-        settings = [tf.TensorSpec([], tf.float32, name="temperature"),
-                    tf.TensorSpec([], tf.int32, name="top_k"),
-                    tf.TensorSpec([], tf.float32, name="top_p"),
-                    tf.TensorSpec([2], tf.int32, name="seed")]
+        cfg, length = self.config, self.cache_length
+        self.prefill_lengths = tuple(sorted({min(int(t), length) for t in prefill_lengths}))
+        if not self.prefill_lengths or min(self.prefill_lengths) < 1:
+            raise ValueError(f"prefill_lengths must be positive ints, got {prefill_lengths!r}.")
+        self.max_token_bytes = max(len(b) for b in model.tokenizer.vocabulary.token_bytes)
+        cache = [tf.TensorSpec([1, cfg.n_head, length, cfg.head_dim], tf.float32, name=name)
+                 for name in self.cache_names()]
+        self._functions = {}
+        for t in self.prefill_lengths:
+            self._add(f"prefill_{t}", self._prefill, tf.TensorSpec([1, t], tf.int32, "tokens"),
+                      tf.TensorSpec([t], tf.int32, "input_pos"), *cache)
+        self._add("decode", self._decode, tf.TensorSpec([1, 1], tf.int32, "tokens"),
+                  tf.TensorSpec([1], tf.int32, "input_pos"), *cache)
+        self._add("sample", self._sample,
+                  tf.TensorSpec([1, 1, cfg.vocab_size], tf.float32, "logits"),
+                  tf.TensorSpec([], tf.float32, "temperature"),
+                  tf.TensorSpec([], tf.int32, "top_k"), tf.TensorSpec([], tf.float32, "top_p"),
+                  tf.TensorSpec([2], tf.int32, "seed"))
+        self._add("tokenize", self._tokenize, tf.TensorSpec([TOKENIZE_BYTES], tf.int32, "bytes"),
+                  tf.TensorSpec([], tf.int32, "length"))
+        self._add("detokenize", self._detokenize,
+                  tf.TensorSpec([DETOKENIZE_IDS], tf.int32, "ids"),
+                  tf.TensorSpec([], tf.int32, "count"))
+        self._add("metadata", self._metadata)
+
+    def cache_names(self) -> list[str]:
+        layers = range(self.config.n_layer)
+        return [f"kv_cache_k_{i}" for i in layers] + [f"kv_cache_v_{i}" for i in layers]
+
+    def _add(self, name, fn, *specs):
         # The converter names each signature after its function.
-        self.tokenize = tf.function(_named(self._tokenize, "tokenize"), autograph=False,
-                                    input_signature=[tf.TensorSpec([None], tf.int32, name="bytes")])
-        self.detokenize = tf.function(_named(self._detokenize, "detokenize"), autograph=False,
-                                      input_signature=[tf.TensorSpec([None], tf.int32, name="ids")])
-        self.prefill = tf.function(_named(self._prefill, "prefill"), autograph=False,
-                                   input_signature=[tf.TensorSpec([1, None], tf.int32, name="ids"),
-                                                    *settings])
-        cache = ([tf.TensorSpec([heads, None, depth], tf.float32, name=f"keys_{i}")
-                  for i in range(layers)]
-                 + [tf.TensorSpec([heads, None, depth], tf.float32, name=f"values_{i}")
-                    for i in range(layers)])
-        self.decode = tf.function(_named(self._decode, "decode"), autograph=False, input_signature=[
-            tf.TensorSpec([1], tf.int32, name="token"),
-            tf.TensorSpec([1], tf.int32, name="position"), *settings, *cache])
-        self.metadata = tf.function(_named(self._metadata, "metadata"), autograph=False,
-                                    input_signature=[])
+        def signature(*args):
+            return fn(*args)
 
-    def _tokenize(self, byte_values):
-        def encode():
-            return self.tokenizer._encode_bytes(byte_values,
-                                                 tf.stack([0, tf.size(byte_values)]))[0]
+        signature.__name__ = signature.__qualname__ = name
+        self._functions[name] = tf.function(signature, autograph=False,
+                                            input_signature=list(specs))
 
-        # LiteRT's kernels refuse some empty tensors inside the tokenizer.
-        return {"ids": _unless_empty(byte_values, encode)}
+    def functions(self):
+        return list(self._functions.values())
 
-    def _detokenize(self, ids):
-        def decode():
-            return self.tokenizer._decode_bytes(ids, tf.stack([0, tf.size(ids)]))[0]
+    # --- the network ----------------------------------------------------------------------
+    def _step(self, tokens, input_pos, caches):
+        """forward over `tokens` at `input_pos[0]`, the cache written in place."""
+        layers = self.config.n_layer
+        cache = KVCache(tuple(caches[:layers]), tuple(caches[layers:]))
+        start = tf.clip_by_value(input_pos[0], 0, self.cache_length - tokens.shape[1])
+        with in_place_writes():
+            hidden, _, new = self.forward(
+                tokens, tf.ones([1, self.cache_length], tf.int32),
+                tf.clip_by_value(input_pos, 0, self.config.n_positions - 1)[None], cache,
+                cache_index=start)
+        names = self.cache_names()
+        return hidden, dict(zip(names, new.keys + new.values, strict=True))
 
-        return {"bytes": _unless_empty(ids, decode)}
+    def _prefill(self, tokens, input_pos, *caches):
+        # No logits: a runtime decodes the prompt's last token (LiteRT-LM does).
+        return self._step(self._valid_ids(tokens), input_pos, caches)[1]
 
-    def _choose(self, logits, temperature, top_k, top_p, seed):
+    def _decode(self, tokens, input_pos, *caches):
+        hidden, outputs = self._step(self._valid_ids(tokens), input_pos, caches)
+        return {"logits": self.lm_logits(hidden), **outputs}
+
+    def _sample(self, logits, temperature, top_k, top_p, seed):
         # The seed input already holds (seed, step): the runner advances it.
         settings = SamplingSettings.of(temperature=temperature, top_k=top_k, top_p=top_p,
                                        seed=seed)
-        return self.SAMPLER.choose(logits, settings, step=0)
+        return {"next_token": self.SAMPLER.choose(logits[:, 0], settings, step=0)}
 
-    def _prefill(self, ids, temperature, top_k, top_p, seed):
-        mask = tf.ones_like(ids)
-        hidden, _, cache = self.forward(ids, mask, position_ids(mask),
-                                        self.empty_cache(1, tf.shape(ids)[1]), cache_index=0)
-        logits = self.lm_logits(hidden[:, -1:])[:, 0]
-        keys, values = cache.stacked()
-        return {"next_token": self._choose(logits, temperature, top_k, top_p, seed),
-                "logits": logits, "keys": keys, "values": values}
+    def _valid_ids(self, ids):
+        return tf.clip_by_value(ids, 0, self.config.vocab_size - 1)
 
-    def _decode(self, token, position, temperature, top_k, top_p, seed, *cache):
-        layers = self.config.n_layer
-        cache = KVCache(tuple(cache[:layers]), tuple(cache[layers:]))
-        length = tf.shape(cache.keys[0])[1]
-        hidden, _, new = self.forward(
-            token[None], tf.ones([1, length], tf.int32), position[None], cache,
-            cache_index=position[0], cache_write=False)
-        logits = self.lm_logits(hidden)[:, 0]
-        new_keys, new_values = new.stacked()
-        return {"next_token": self._choose(logits, temperature, top_k, top_p, seed),
-                "logits": logits, "new_keys": new_keys[:, :, 0], "new_values": new_values[:, :, 0]}
+    # --- the tokenizer --------------------------------------------------------------------
+    def _tokenize(self, byte_values, length):
+        length = tf.clip_by_value(length, 0, TOKENIZE_BYTES)
+
+        def encode():
+            return self.tokenizer.encode_ops(tf.clip_by_value(byte_values[:length], 0, 255))
+
+        ids = _padded(_unless_empty(length, encode), TOKENIZE_BYTES)
+        return {"ids": ids, "count": _count(ids)}
+
+    def _detokenize(self, ids, count):
+        count = tf.clip_by_value(count, 0, DETOKENIZE_IDS)
+        size = DETOKENIZE_IDS * self.max_token_bytes
+
+        def decode():
+            return self.tokenizer.token_bytes_ops(self._valid_ids(ids[:count]))
+
+        data = _padded(_unless_empty(count, decode), size)
+        return {"bytes": data, "length": _count(data)}
 
     def _metadata(self):
         cfg = self.config
-        return {name: tf.constant(value, tf.int32) for name, value in (
-            ("n_layer", cfg.n_layer), ("n_head", cfg.n_head), ("head_dim", cfg.head_dim),
-            ("vocab_size", cfg.vocab_size), ("cache_length", self.cache_length),
-            ("eos_token_id", cfg.eos_token_id))}
-
-    def functions(self):
-        return [self.tokenize, self.detokenize, self.prefill, self.decode, self.metadata]
+        values = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.head_dim,
+                      vocab_size=cfg.vocab_size, cache_length=self.cache_length,
+                      eos_token_id=cfg.eos_token_id, tokenize_bytes=TOKENIZE_BYTES,
+                      detokenize_ids=DETOKENIZE_IDS, max_token_bytes=self.max_token_bytes)
+        return {"sizes": tf.constant([values[name] for name in METADATA_FIELDS], tf.int32)}
 
 
-def _unless_empty(values, fn):
-    """fn() for a non-empty input, else an empty int32 vector."""
-    return tf.cond(tf.size(values) > 0, fn, lambda: tf.zeros([0], tf.int32))
+def _unless_empty(size, fn):
+    """fn() when `size` > 0, else an empty int32 vector (LiteRT's kernels
+    refuse some empty tensors inside the tokenizer)."""
+    return tf.cond(size > 0, fn, lambda: tf.zeros([0], tf.int32))
 
 
-def _named(fn, name: str):
-    def named(*args):
-        return fn(*args)
+def _padded(values, size: int):
+    """values (int32 [n], n <= size, all >= 0) padded with -1 to a static [size]."""
+    padded = tf.pad(values, [[0, size - tf.size(values)]], constant_values=-1)
+    return tf.reshape(padded, [size])  # a static shape: LiteRT.js reads it
 
-    named.__name__ = named.__qualname__ = name
-    return named
+
+def _count(padded):
+    """How many entries are not padding, counted from the values: an output
+    computed from a tensor's shape comes back wrong in LiteRT.js."""
+    return tf.reduce_sum(tf.cast(padded >= 0, tf.int32))
 
 
 def convert(model, *, quantization: str = "int8", cache_length: int | None = None) -> bytes:
     """The `.tflite` bytes (builtins only)."""
     check_fits(model.config, quantization)
-    module = LiteRTModule(model, cache_length)
+    return convert_module(LiteRTModule(model, cache_length), quantization)
+
+
+def convert_module(module: LiteRTModule, quantization: str) -> bytes:
+    """`module`'s signatures converted to `.tflite` bytes."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
     functions = [f.get_concrete_function() for f in module.functions()]
     converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -177,13 +240,19 @@ def convert(model, *, quantization: str = "int8", cache_length: int | None = Non
 
 
 class LiteRTTarget(ExportTarget):
-    """`format="litert"`: the `.tflite` file at `path`."""
+    """`format="litert"`: the `.tflite` file at `path`, or the LiteRT-LM
+    bundle when `path` ends in `.litertlm` (`tfgpt2.export.litertlm`)."""
 
     format = "litert"
     options = ("quantization", "cache_length")
 
     def write(self, model, path: Path, *, overwrite: bool, quantization: str = "int8",
               cache_length: int | None = None) -> Path:
+        if path.suffix == ".litertlm":
+            from tfgpt2.export.litertlm import LiteRTLMTarget
+
+            return LiteRTLMTarget().write(model, path, overwrite=overwrite,
+                                          quantization=quantization, cache_length=cache_length)
         writing.claim(path, overwrite)  # before converting: a refusal costs nothing
         log.info("Converting to TFLite (quantization=%s); GPT-2 Medium takes a few minutes ...",
                  quantization)
