@@ -27,6 +27,7 @@ PRODUCES = {
     "eval.json": ["eval.json"],
     "--format=saved_model": ["serving/gpt2-medium/1/saved_model.pb"],
     "--format=tflite": ["artifacts/gpt2-medium.int8.tflite"],
+    "--format=litertlm": ["artifacts/gpt2-medium.int8.litertlm"],
 }
 WIKITEXT = """
  = Lighthouses =

@@ -26,8 +26,8 @@ def test_other_formats_go_to_keras(tiny_model, tmp_path):
 
 
 def test_unknown_target_names_the_formats():
-    assert tfgpt2.export.FORMATS == ("tf_saved_model", "litert")
-    with pytest.raises(ValueError, match="'tf_saved_model', 'litert'"):
+    assert tfgpt2.export.FORMATS == ("tf_saved_model", "litert", "litertlm")
+    with pytest.raises(ValueError, match="'tf_saved_model', 'litert', 'litertlm'"):
         tfgpt2.export.get_target("tflite")
 
 

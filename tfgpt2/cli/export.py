@@ -1,6 +1,6 @@
-"""`--mode=export`: write the SavedModel for TF Serving or the `.tflite` for
-LiteRT through `tfgpt2.export` (the repository's export/README.md says how
-to serve and deploy them)."""
+"""`--mode=export`: write the SavedModel for TF Serving, the `.tflite` for
+LiteRT or the `.litertlm` bundle for LiteRT-LM through `tfgpt2.export` (the
+repository's export/README.md says how to serve and deploy them)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from absl import flags
 from tfgpt2.cli import CliError, Mode
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"],
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "litertlm"],
                   "saved_model: TF Serving's layout, strings in and out; tflite: one .tflite "
-                  "file for LiteRT (builtins only).")
+                  "file for LiteRT and LiteRT.js (builtins only, static shapes); litertlm: "
+                  "that .tflite bundled for the LiteRT-LM runtime (Android, iOS, "
+                  "`litert-lm run`/`serve`; needs pip install 'tfgpt2[litertlm]').")
 flags.DEFINE_integer("cache_length", None,
                      "Most tokens a generation may hold, prompt included (default: the "
                      "model's context, 1024 for GPT-2).")
 flags.DEFINE_enum("quantization", "int8", ["none", "float16", "int8"],
-                  "tflite only. int8 (the default): dynamic-range int8 weights, 4x smaller "
+                  "tflite and litertlm only. int8 (the default): dynamic-range int8 weights, 4x smaller "
                   "and ~3x faster on phone CPUs than none (fp32), at a small drift; "
                   "float16: half the size of fp32, float math.")
 flags.DEFINE_bool("xla", False,
@@ -35,7 +37,7 @@ _TFLITE_ONLY = ("quantization",)
 def run() -> None:
     if not FLAGS.output_dir:
         raise CliError("--output_dir is required: where to write the artifact.")
-    if FLAGS.format == "tflite":
+    if FLAGS.format in ("tflite", "litertlm"):
         given = [f"--{name}" for name in _SAVED_MODEL_ONLY if FLAGS[name].present]
     else:
         given = [f"--{name}" for name in _TFLITE_ONLY if FLAGS[name].present]
@@ -48,7 +50,11 @@ def run() -> None:
     from tfgpt2.config import GPT2Config
     from tfgpt2.export import export, writing
 
-    if FLAGS.format == "tflite":  # refuse a file over 2 GiB before loading anything
+    if FLAGS.format == "litertlm":  # a missing builder, before loading anything
+        from tfgpt2.export.litertlm import builder_module
+
+        builder_module()
+    if FLAGS.format != "saved_model":  # refuse a file over 2 GiB before loading anything
         from tfgpt2.export.tflite import check_fits
 
         check_fits(GPT2Config.from_pretrained(FLAGS.model), FLAGS.quantization, FLAGS.model)
@@ -60,16 +66,17 @@ def run() -> None:
         what = f"SavedModel ({'XLA decode loop' if FLAGS.xla else 'no XLA'})"
     else:
         name = Path(str(FLAGS.model).rstrip("/")).name or "gpt2"
-        path = export(model, Path(FLAGS.output_dir) / f"{name}.{FLAGS.quantization}.tflite",
+        path = export(model, Path(FLAGS.output_dir) / f"{name}.{FLAGS.quantization}.{FLAGS.format}",
                       "litert", quantization=FLAGS.quantization,
                       cache_length=FLAGS.cache_length, overwrite=FLAGS.overwrite)
-        what = f".tflite ({FLAGS.quantization})"
+        what = f".{FLAGS.format} ({FLAGS.quantization})"
     print(f"Wrote {what} to {path} ({writing.human_size(writing.directory_size(path))}).")
 
 
 MODE = Mode(
     name="export",
-    summary="Write a SavedModel for TF Serving or a .tflite for LiteRT, tokenizer inside.",
+    summary="Write a SavedModel for TF Serving, a .tflite for LiteRT or a .litertlm for "
+            "LiteRT-LM, tokenizer inside.",
     example="python main.py --mode=export --format=tflite --model=gpt2-medium "
             "--output_dir=artifacts",
     flags_module=__name__,

@@ -3,13 +3,19 @@ the graph, behind one call that follows Keras 3's `Model.export`:
 
 - `format="tf_saved_model"`: a SavedModel for the stock TF Serving, strings
   in and strings out (`tfgpt2.export.saved_model`);
-- `format="litert"`: a builtins-only `.tflite` with tokenizer and KV cache
-  for the stock LiteRT runtime (`tfgpt2.export.tflite`); run it with
-  `tfgpt2.export.litert_runner.LiteRTRunner`.
+- `format="litert"`: a builtins-only `.tflite` with static shapes, the
+  tokenizer and a KV cache, for the stock LiteRT runtime and LiteRT.js
+  (`tfgpt2.export.tflite`); run it with
+  `tfgpt2.export.litert_runner.LiteRTRunner`. A path ending in `.litertlm`
+  gets the bundle below instead;
+- `format="litertlm"`: that `.tflite` packed with a `tokenizer.json` and its
+  metadata as a `.litertlm` bundle for the stock LiteRT-LM runtime
+  (`tfgpt2.export.litertlm`; needs `pip install "tfgpt2[litertlm]"`).
 
     model = tfgpt2.GPT2LMHeadModel.from_pretrained("gpt2-medium")
     model.export("serving/gpt2-medium", format="tf_saved_model", version=1)
     model.export("gpt2-medium.int8.tflite", format="litert", quantization="int8")
+    model.export("gpt2-medium.int8.litertlm", format="litert")
 
 Where they are deployed (TF Serving, apps) is described in the repository's
 `export/README.md`.
@@ -25,6 +31,7 @@ import importlib
 _TARGETS = {
     "tf_saved_model": ("tfgpt2.export.saved_model", "SavedModelTarget"),
     "litert": ("tfgpt2.export.tflite", "LiteRTTarget"),
+    "litertlm": ("tfgpt2.export.litertlm", "LiteRTLMTarget"),
 }
 FORMATS = tuple(_TARGETS)
 
@@ -48,7 +55,8 @@ def export(model, path, format: str = "tf_saved_model", *, overwrite: bool = Fal
     `path/<version>/`), `cache_length` (most tokens a generation may hold,
     default the model's context) and `xla` (compile the decode loop: for
     `tf.saved_model.load` and CPU servers started with
-    `--xla_cpu_compilation_enabled=true`); `litert` takes `quantization`
-    (`"int8"`, the default, `"float16"` or `"none"`) and `cache_length`.
+    `--xla_cpu_compilation_enabled=true`); `litert` and `litertlm` take
+    `quantization` (`"int8"`, the default, `"float16"` or `"none"`) and
+    `cache_length`.
     """
     return get_target(format).export(model, path, overwrite=overwrite, **options)

@@ -288,14 +288,17 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     def export(self, filepath, format="tf_saved_model", verbose=None,  # noqa: A002 -- Keras' name
                input_signature=None, **kwargs):
         """Keras 3's `Model.export`, giving the deployable artifacts for its
-        `"tf_saved_model"` and `"litert"` formats: the tokenizer inside,
-        strings in and out (`tfgpt2.export.export` documents the options).
+        `"tf_saved_model"` and `"litert"` formats (and `"litertlm"`, the
+        LiteRT-LM bundle, also what `"litert"` writes to a `.litertlm` path):
+        the tokenizer inside, strings in and out (`tfgpt2.export.export`
+        documents the options).
         Other formats (`"onnx"`, `"openvino"`, ...) go to Keras, which writes
         the forward pass alone (ids in, logits out).
 
         Example:
             model.export("serving/gpt2-medium", format="tf_saved_model", version=1)
             model.export("gpt2-medium.int8.tflite", format="litert")
+            model.export("gpt2-medium.int8.litertlm", format="litert")
         """
         from tfgpt2 import export as exporting
 
