@@ -47,6 +47,7 @@ flags.DEFINE_integer("new_tokens", 64, "New tokens per generation.")
 flags.DEFINE_integer("repeats", 3, "Timed generations per system (median).")
 flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-bench-export"),
                     "Checkpoint and artifacts (reused when present).")
+flags.DEFINE_integer("cache_length", None, "The artifacts' cache length (default: 1024).")
 flags.DEFINE_bool("litertlm", True, "Measure each .tflite packed as a .litertlm in LiteRT-LM.")
 flags.DEFINE_list("ttft_lengths", ["16", "128", "512"], "Prompt lengths for time to first token.")
 flags.DEFINE_bool("bound", True, "Measure the int8 mat-vec chain (bench/weight_stream.py).")
@@ -80,24 +81,29 @@ def checkpoint_dir():
 
 @functools.cache
 def fixed_text_ids():
-    """256 tokens of real text (the tokenizer test corpus's start), read and
-    tokenized once per process."""
+    """256 tokens of real text (the tokenizer test corpus's start; fewer if
+    the artifacts' cache is shorter), read and tokenized once per process."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from tokenizer_support import real_corpus, tiktoken_gpt2
 
-    return tiktoken_gpt2().encode(real_corpus()[0])[:TEXT_TOKENS]
+    return tiktoken_gpt2().encode(real_corpus()[0])[:min(TEXT_TOKENS, FLAGS.cache_length or 1024)]
+
+
+def artifact_name(quantization, suffix):
+    cache = f".cache{FLAGS.cache_length}" if FLAGS.cache_length else ""
+    return os.path.join(FLAGS.work_dir, f"medium.{quantization}{cache}.{suffix}")
 
 
 def ensure_tflite(quantization):
-    path = os.path.join(FLAGS.work_dir, f"medium.{quantization}.tflite")
+    path = artifact_name(quantization, "tflite")
     if not os.path.isfile(path):
         log(f"Converting to {path} (a few minutes) ...")
         subprocess.run([sys.executable, "-c", (
             "import sys; sys.path.insert(0, %r)\n"
             "from tfgpt2 import GPT2LMHeadModel\n"
             "m = GPT2LMHeadModel.from_pretrained(%r)\n"
-            "m.export(%r, format='litert', quantization=%r)\n") % (ROOT, checkpoint_dir(), path,
-                                                                   quantization)], check=True)
+            "m.export(%r, format='litert', quantization=%r, cache_length=%r)\n") % (
+                ROOT, checkpoint_dir(), path, quantization, FLAGS.cache_length)], check=True)
     return path
 
 
@@ -148,8 +154,12 @@ def engine_worker(path):
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     vocab = load_vocabulary()
     decode = lambda ids: b"".join(vocab.token_bytes[i] for i in ids).decode()  # noqa: E731
+    # Its weight cache (packed weights shared by the signatures, as our
+    # runner's), kept apart from the artifacts.
+    cache_dir = os.path.join(FLAGS.work_dir, "litert-lm-cache")
+    os.makedirs(cache_dir, exist_ok=True)
     load, engine = timed(lambda: litert_lm.Engine(
-        path, backend=litert_lm.Backend.CPU(thread_count=2), cache_dir=":nocache"))
+        path, backend=litert_lm.Backend.CPU(thread_count=2), cache_dir=cache_dir))
     greedy = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
 
     def run(prompt, new):
@@ -177,18 +187,20 @@ def ensure_bundle(quantization, tflite_path):
     from tfgpt2.export.litertlm import pack
     from tfgpt2.tokenizer.vocab import load_vocabulary
 
-    path = os.path.join(FLAGS.work_dir, f"medium.{quantization}.litertlm")
+    path = artifact_name(quantization, "litertlm")
     if not os.path.isfile(path) or os.path.getmtime(path) < os.path.getmtime(tflite_path):
         with open(tflite_path, "rb") as f:
             config = GPT2Config.from_pretrained(checkpoint_dir())
-            pack(path, f.read(), load_vocabulary(), config, config.n_positions)
+            pack(path, f.read(), load_vocabulary(), config,
+                 FLAGS.cache_length or config.n_positions)
     return path
 
 
 def measure_bundle(path):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--engine_worker={path}",
                           f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}",
-                          f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}"],
+                          f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}",
+                          f"--cache_length={FLAGS.cache_length or 1024}"],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -215,7 +227,9 @@ def peak_rss_gb():
 
 def measure_tflite(path):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--worker={path}",
-                          f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}"],
+                          f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}",
+                          f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}",
+                          f"--cache_length={FLAGS.cache_length or 1024}"],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -311,7 +325,7 @@ def main(argv):
     ours = rates["tfgpt2 generate (XLA)"]
     print(f"\nGPT-2 Medium, random weights, batch 1, prompt {len(PROMPT)}, {FLAGS.new_tokens} new "
           f"greedy tokens, median of {FLAGS.repeats}; {os.cpu_count()} CPU threads; "
-          f"load {os.getloadavg()[0]:.2f}\n")
+          f"artifacts' cache {FLAGS.cache_length or 1024}; load {os.getloadavg()[0]:.2f}\n")
     print("| system | tok/s | vs PyTorch | vs tfgpt2 generate | first call (s) |")
     print("|---|---:|---:|---:|---:|")
     for name, rate in rates.items():

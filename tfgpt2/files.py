@@ -52,3 +52,14 @@ def _create_beside(path: Path) -> tuple[Path, int]:
             return tmp, os.fstat(fd).st_mode & 0o7777
         finally:
             os.close(fd)
+
+
+def cache_root() -> Path:
+    """Where tfgpt2 keeps what it can rebuild (tokenizer tables, LiteRT's
+    packed weights): $TFGPT2_CACHE_DIR, else $XDG_CACHE_HOME/tfgpt2, else
+    ~/.cache/tfgpt2."""
+    explicit = os.environ.get("TFGPT2_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "tfgpt2"

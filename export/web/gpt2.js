@@ -53,8 +53,11 @@ export class Gpt2 {
                         '`tfgpt2 --mode=export --format=tflite`.');
       }
     }
-    this.prefillLengths = names.filter((n) => /^prefill_\d+$/.test(n))
-        .map((n) => Number(n.slice('prefill_'.length))).sort((a, b) => a - b);
+    const sizes = (prefix) => names.filter((n) => new RegExp(`^${prefix}\\d+$`).test(n))
+        .map((n) => Number(n.slice(prefix.length))).sort((a, b) => a - b);
+    this.prefillLengths = sizes('prefill_');
+    // decode_<W> reads only the cache's first W positions: use the smallest that fits.
+    this.decodeWindows = sizes('decode_');
     this.cache = null;
   }
 
@@ -166,7 +169,8 @@ export class Gpt2 {
 
   /** The next token after decoding `token` at `position`. */
   async #next(token, position, settings, step) {
-    const {logits} = await this.#step('decode', [token], position, 1);
+    const window = this.decodeWindows.find((w) => position < w);
+    const {logits} = await this.#step(window ? `decode_${window}` : 'decode', [token], position, 1);
     try {
       if (settings.temperature === 0) {  // greedy: the first largest logit
         const values = logits.toTypedArray();

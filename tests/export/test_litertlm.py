@@ -161,6 +161,23 @@ def test_int8_bundle_runs_and_matches_our_runner_on_the_same_file(bundles, tmp_p
         assert prompt + text == ours
 
 
+def test_our_runner_on_the_bundled_file_equals_keras_hub_across_decode_windows(
+        oracle, bundles, tmp_path):
+    """The runner reads the cache through decode_128, _256, _512 and then
+    `decode` as the position grows; every switch keeps keras-hub's tokens."""
+    backbone, _ = oracle
+    runner = LiteRTRunner(next(_unpack(bundles["none"], tmp_path).glob("*.tflite")),
+                          num_threads=1)
+    assert runner.decode_windows == tuple(w for w in tflite.DECODE_WINDOWS
+                                          if w < runner.cache_length)
+    enc = tiktoken_gpt2()
+    long_ids = enc.encode(PROMPTS[-1])
+    for start in (120, 250, 505, len(long_ids)):  # each crosses a window's end
+        ids = long_ids[:start]
+        got = runner.generate(ids, max_new_tokens=NEW, do_sample=False, stop_token_ids=[])
+        assert got == brute_force_greedy(backbone, ids, NEW), start
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

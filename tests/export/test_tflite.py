@@ -49,8 +49,9 @@ def test_signatures_and_metadata(runner, tiny_model):
     signatures = runner.model.get_signature_list()
     context = tiny_model.config.n_positions
     prefills = {f"prefill_{min(t, context)}" for t in tflite.PREFILL_LENGTHS}
+    windows = {f"decode_{w}" for w in tflite.DECODE_WINDOWS if w < context}
     assert set(signatures) == {"tokenize", "detokenize", "decode", "sample", "metadata",
-                               *prefills}
+                               *prefills, *windows}
     assert runner.n_layer == tiny_model.config.n_layer
     assert runner.cache_length == context
     assert runner.max_token_bytes == max(map(len, tiny_model.tokenizer.vocabulary.token_bytes))
@@ -103,7 +104,7 @@ def test_the_cache_goes_straight_from_input_to_output(tflite_path, tiny_model):
     cache output is one DYNAMIC_UPDATE_SLICE of the input of its name."""
     cfg = tiny_model.config
     for name, (inputs, outputs, producers) in _signatures(tflite_path).items():
-        if not (name == "decode" or name.startswith("prefill_")):
+        if not name.startswith(("decode", "prefill_")):
             continue
         cache = sorted(n for n in inputs if n.startswith("kv_cache_"))
         assert len(cache) == 2 * cfg.n_layer and set(cache) <= set(outputs), name

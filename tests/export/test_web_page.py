@@ -35,7 +35,9 @@ if MISSING:
         raise RuntimeError(f"The browser tests need {'; '.join(MISSING)}.")
     pytest.skip(f"needs {'; '.join(MISSING)}", allow_module_level=True)
 
-PROMPTS = ["Hello, I'm a language model,", "Ünïcode ☃ → 日本語\nand a new line 🙂"]
+PROMPTS = ["Hello, I'm a language model,", "Ünïcode ☃ → 日本語\nand a new line 🙂",
+           # ~120 tokens: the new ones cross from decode_128 to the whole cache.
+           "Counting: " + " ".join(str(i) for i in range(60))]
 
 
 def _serve_module():
@@ -46,12 +48,26 @@ def _serve_module():
 
 
 @pytest.fixture(scope="module")
-def page(tiny_tflite):
+def page_tflite(tmp_path_factory):
+    """A small GPT-2 (the real vocabulary) whose cache is long enough for a
+    decode window (decode_128), so the page crosses from one to the next."""
+    from tfgpt2 import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_config(GPT2Config(n_layer=2, n_embd=64, n_head=4,
+                                                   n_positions=160), seed=3)
+    for block in model.blocks:  # louder blocks: greedy text that depends on the context
+        block.mlp.c_proj.kernel.assign(block.mlp.c_proj.kernel.numpy() * 60.0)
+    return model.export(tmp_path_factory.mktemp("page") / "page.tflite", format="litert",
+                        quantization="none", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def page(page_tflite):
     """A browser on the page, the model served as /model.tflite."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    httpd = _serve_module().server(0, model=tiny_tflite)
+    httpd = _serve_module().server(0, model=page_tflite)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -85,15 +101,15 @@ def in_page(driver, body: str, *args):
 
 
 @pytest.fixture(scope="module")
-def runner(tiny_tflite):
-    return LiteRTRunner(tiny_tflite, num_threads=1)
+def runner(page_tflite):
+    return LiteRTRunner(page_tflite, num_threads=1)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_text_equals_the_python_runner(page, runner, prompt):
-    got = in_page(page, "return tfgpt2.run(args[0], {maxNewTokens: 12, doSample: false});",
+    got = in_page(page, "return tfgpt2.run(args[0], {maxNewTokens: 16, doSample: false});",
                   prompt)
-    want = runner.generate(prompt, max_new_tokens=12, do_sample=False)
+    want = runner.generate(prompt, max_new_tokens=16, do_sample=False)
     assert got["text"] == want
     assert page.find_element("id", "output").text.replace("\n", "") == want.replace("\n", "")
 

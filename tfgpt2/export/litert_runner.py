@@ -54,30 +54,42 @@ class LiteRTRunner:
     Args:
       model: a path to the `.tflite` file, or its bytes.
       num_threads: CPU threads for LiteRT (default: all cores).
+      weight_cache: where XNNPACK keeps the weights it packs, shared by
+        all signatures and reused by the next load (a file of about the
+        weights' size): "auto" (the default) puts it in tfgpt2's cache
+        directory for a file path, None packs in memory for each signature
+        (several times the file's size in RAM).
 
     Example:
         runner = LiteRTRunner("gpt2-medium.int8.tflite")
         runner.generate("Hello, I'm a language model,", max_new_tokens=40, top_k=50, seed=0)
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None):
+    def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None,
+                 weight_cache: str | os.PathLike | None = "auto"):
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.cpu_options import CpuOptions
         from ai_edge_litert.options import Options
 
-        options = Options(cpu_options=CpuOptions(num_threads=num_threads or os.cpu_count() or 1))
-        if isinstance(model, bytes):
+        path = None if isinstance(model, bytes) else Path(model)
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"No .tflite at {path}: export one with "
+                                    "`tfgpt2 --mode=export --format=tflite`.")
+        if weight_cache == "auto":
+            weight_cache = _weight_cache_for(path) if path is not None else None
+        self.weight_cache = None if weight_cache is None else Path(weight_cache)
+        if self.weight_cache is not None:
+            self.weight_cache.parent.mkdir(parents=True, exist_ok=True)
+        cpu = CpuOptions(num_threads=num_threads or os.cpu_count() or 1,
+                         xnnpack_weight_cache_path=os.fspath(self.weight_cache or ""))
+        options = Options(cpu_options=cpu)
+        if path is None:
             self.model = CompiledModel.from_buffer(model, options=options)
         else:
-            path = Path(model)
-            if not path.is_file():
-                raise FileNotFoundError(f"No .tflite at {path}: export one with "
-                                        "`tfgpt2 --mode=export --format=tflite`.")
             self.model = CompiledModel.from_file(os.fspath(path), options=options)
         signatures = self.model.get_signature_list()
-        self.prefill_lengths = tuple(sorted(
-            int(name.rsplit("_", 1)[1]) for name in signatures
-            if name.startswith("prefill_") and name.rsplit("_", 1)[1].isdigit()))
+        self.prefill_lengths = _sizes(signatures, "prefill_")
+        self.decode_windows = _sizes(signatures, "decode_")
         missing = _REQUIRED - set(signatures)
         if missing or not self.prefill_lengths:
             raise ValueError(
@@ -101,7 +113,7 @@ class LiteRTRunner:
         self._cache_buffers = {name: slot.buffer for name, slot in self._cache.items()}
         self._steps = {signature: (_Slot(model, signature, "tokens"),
                                    _Slot(model, signature, "input_pos"))
-                       for signature in ("decode", *self._prefills())}
+                       for signature in ("decode", *self._prefills(), *self._windows())}
         self._logits = _Slot(model, "decode", "logits", output=True)
         self._settings = {name: _Slot(model, "sample", name)
                           for name in ("temperature", "top_k", "top_p", "seed")}
@@ -115,6 +127,13 @@ class LiteRTRunner:
 
     def _prefills(self):
         return [f"prefill_{t}" for t in self.prefill_lengths]
+
+    def _windows(self):
+        return [f"decode_{w}" for w in self.decode_windows]
+
+    def _decode_for(self, position: int) -> str:
+        """The decode that reads the least cache while seeing `position`."""
+        return next((f"decode_{w}" for w in self.decode_windows if position < w), "decode")
 
     # --- tokenizer ---------------------------------------------------------------------
     def tokenize(self, text: str, truncate: bool = False) -> list[int]:
@@ -215,7 +234,8 @@ class LiteRTRunner:
         if not 1 <= len(ids) <= self.cache_length:
             raise ValueError(f"Give 1 to {self.cache_length} ids (the cache), got {len(ids)}.")
         self._prefill(ids[:-1])
-        self._run_step("decode", ids[-1:], len(ids) - 1, outputs=self._logits_out())
+        self._run_step(self._decode_for(len(ids) - 1), ids[-1:], len(ids) - 1,
+                       outputs=self._logits_out())
         return self._logits.read()[0, 0]
 
     def _prefill(self, ids: list[int]):
@@ -253,7 +273,7 @@ class LiteRTRunner:
         """Decode `token` at `position`; returns the token that follows."""
         if position >= self.cache_length:
             raise ValueError(f"position {position} is past the cache ({self.cache_length}).")
-        self._run_step("decode", [token], position, outputs=self._logits_out())
+        self._run_step(self._decode_for(position), [token], position, outputs=self._logits_out())
         if settings["temperature"] == 0:  # greedy: the first largest logit, as argmax
             return int(np.argmax(self._logits.read()[0, 0]))
         self._settings["seed"].write((seed, step))
@@ -262,6 +282,24 @@ class LiteRTRunner:
                        **{name: b.buffer for name, b in self._settings.items()}},
             {"next_token": self._next.buffer})
         return int(self._next.read()[0])
+
+
+def _weight_cache_for(path: Path) -> Path:
+    """A weight-cache file for this .tflite in tfgpt2's cache directory,
+    named by its path, size and time, so a new export gets a new one."""
+    import hashlib
+
+    from tfgpt2.files import cache_root
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_root() / "litert" / f"{path.stem}-{key.hexdigest()[:16]}.xnnpack_cache"
+
+
+def _sizes(signatures, prefix: str) -> tuple[int, ...]:
+    """The sizes T of the signatures named `<prefix>T`, in order."""
+    return tuple(sorted(int(name[len(prefix):]) for name in signatures
+                        if name.startswith(prefix) and name[len(prefix):].isdigit()))
 
 
 def _tail(data: bytes, size: int) -> bytes:

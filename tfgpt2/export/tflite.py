@@ -15,6 +15,10 @@ V the vocabulary:
 - `decode`: `tokens` (int32 [1, 1]), `input_pos` (int32 [1]) and the cache
   -> `logits` (float32 [1, 1, V]) and the cache with the token written at
   `input_pos[0]` (< S). It attends to positions <= `input_pos[0]`.
+- `decode_<W>` for each W in `DECODE_WINDOWS` below S: the same, reading
+  only the cache's first W positions, for `input_pos[0] < W` (a runtime
+  that picks the smallest such W reads the cache no further than needed;
+  LiteRT-LM runs `decode`).
 - the cache: `kv_cache_k_<i>` and `kv_cache_v_<i>` (float32 [1, H, S, D]) for
   each layer i, inputs and outputs of the same name. Each is written by one
   DYNAMIC_UPDATE_SLICE straight from the input to the output, so a runtime
@@ -46,6 +50,7 @@ meaningless. `tfgpt2.export.litert_runner` checks them all.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import tensorflow as tf
@@ -66,6 +71,11 @@ _BYTES_PER_WEIGHT = {"none": 4.0, "float16": 2.0, "int8": 1.0}
 PREFILL_LENGTHS = (16, 128, 512)
 TOKENIZE_BYTES = 8192  # a prompt's UTF-8 bytes: 1024 tokens at 8 bytes each
 DETOKENIZE_IDS = 64  # ids per detokenize call; longer sequences take several
+# decode_<W> attends to the cache's first W positions only: at 1024
+# positions GPT-2 Medium's fp32 cache is ~200 MB, and `decode` reading all
+# of it every step costs more than the int8 weights (a slice of dynamic
+# size would make every later tensor dynamic and leave XNNPACK unused).
+DECODE_WINDOWS = (128, 256, 512)
 METADATA_FIELDS = ("n_layer", "n_head", "head_dim", "vocab_size", "cache_length", "eos_token_id",
                    "tokenize_bytes", "detokenize_ids", "max_token_bytes")
 
@@ -110,8 +120,12 @@ class LiteRTModule(ArtifactModule):
         for t in self.prefill_lengths:
             self._add(f"prefill_{t}", self._prefill, tf.TensorSpec([1, t], tf.int32, "tokens"),
                       tf.TensorSpec([t], tf.int32, "input_pos"), *cache)
-        self._add("decode", self._decode, tf.TensorSpec([1, 1], tf.int32, "tokens"),
-                  tf.TensorSpec([1], tf.int32, "input_pos"), *cache)
+        self.decode_windows = tuple(w for w in DECODE_WINDOWS if w < length)
+        for window in (None, *self.decode_windows):
+            self._add("decode" if window is None else f"decode_{window}",
+                      functools.partial(self._decode, window=window),
+                      tf.TensorSpec([1, 1], tf.int32, "tokens"),
+                      tf.TensorSpec([1], tf.int32, "input_pos"), *cache)
         self._add("sample", self._sample,
                   tf.TensorSpec([1, 1, cfg.vocab_size], tf.float32, "logits"),
                   tf.TensorSpec([], tf.float32, "temperature"),
@@ -141,8 +155,9 @@ class LiteRTModule(ArtifactModule):
         return list(self._functions.values())
 
     # --- the network ----------------------------------------------------------------------
-    def _step(self, tokens, input_pos, caches):
-        """forward over `tokens` at `input_pos[0]`, the cache written in place."""
+    def _step(self, tokens, input_pos, caches, window=None):
+        """forward over `tokens` at `input_pos[0]`, the cache written in
+        place; attention reads its first `window` positions (all if None)."""
         layers = self.config.n_layer
         cache = KVCache(tuple(caches[:layers]), tuple(caches[layers:]))
         start = tf.clip_by_value(input_pos[0], 0, self.cache_length - tokens.shape[1])
@@ -150,7 +165,7 @@ class LiteRTModule(ArtifactModule):
             hidden, _, new = self.forward(
                 tokens, tf.ones([1, self.cache_length], tf.int32),
                 tf.clip_by_value(input_pos, 0, self.config.n_positions - 1)[None], cache,
-                cache_index=start)
+                cache_index=start, key_limit=window)
         names = self.cache_names()
         return hidden, dict(zip(names, new.keys + new.values, strict=True))
 
@@ -158,8 +173,8 @@ class LiteRTModule(ArtifactModule):
         # No logits: a runtime decodes the prompt's last token (LiteRT-LM does).
         return self._step(self._valid_ids(tokens), input_pos, caches)[1]
 
-    def _decode(self, tokens, input_pos, *caches):
-        hidden, outputs = self._step(self._valid_ids(tokens), input_pos, caches)
+    def _decode(self, tokens, input_pos, *caches, window=None):
+        hidden, outputs = self._step(self._valid_ids(tokens), input_pos, caches, window)
         return {"logits": self.lm_logits(hidden), **outputs}
 
     def _sample(self, logits, temperature, top_k, top_p, seed):

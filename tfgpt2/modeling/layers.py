@@ -147,7 +147,7 @@ class GPT2Attention(keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])
 
     def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-             training=None):
+             training=None, key_limit=None):
         """Without a cache, causal self-attention over `x`.
 
         With `cache` (one layer's keys and values in `KVCache`'s layout), and `cache_write`
@@ -156,8 +156,9 @@ class GPT2Attention(keras.layers.Layer):
         updated cache)`. With `cache_write=False` the cache is only read: the
         token (T must be 1) attends to the cache positions the bias allows
         and to itself, and `(out, (its keys, its values))` comes back for the
-        caller to store — the LiteRT decode signature, whose runner keeps
-        the cache in its own buffers so no step copies it.
+        caller to store. `key_limit` (with a written cache): attend to the
+        cache's first `key_limit` positions only (the bias must cover just
+        those), so a fixed-size cache is read no further than it is filled.
         """
         batch, length = dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
@@ -168,6 +169,8 @@ class GPT2Attention(keras.layers.Layer):
             q, k, v = (in_cache_layout(t, cache) for t in (q, k, v))
             if cache_write:
                 k, v = new_cache = write_position(cache, k, v, cache_index)
+                if key_limit is not None:
+                    k, v = k[..., :key_limit, :], v[..., :key_limit, :]
             else:
                 if length != 1:
                     raise ValueError("A read-only cache takes one new token at a time.")
@@ -212,7 +215,7 @@ class GPT2Attention(keras.layers.Layer):
         return tf.matmul(self._probabilities(scores, bias, training), v)
 
     def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-                            training=None):
+                            training=None, key_limit=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
@@ -259,9 +262,9 @@ class GPT2Block(keras.layers.Layer):
             layer.build(input_shape)
 
     def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-             training=None):
+             training=None, key_limit=None):
         attn = self.attn(self.ln_1(x), attention_bias, cache=cache, cache_index=cache_index,
-                         cache_write=cache_write, training=training)
+                         cache_write=cache_write, training=training, key_limit=key_limit)
         if cache is not None:
             attn, cache = attn
         x = x + attn
@@ -269,17 +272,18 @@ class GPT2Block(keras.layers.Layer):
         return x if cache is None else (x, cache)
 
     def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-                            training=None):
+                            training=None, key_limit=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
-def call_block(block, hidden, bias, cache=None, cache_index=None, training=None, cache_write=True):
+def call_block(block, hidden, bias, cache=None, cache_index=None, training=None, cache_write=True,
+               key_limit=None):
     """Run one block: `(hidden, new cache or None)`. The default block
     runner of `forward`; decode programs pass their own (`SharedBlockGraph`)."""
     if cache is None:
         return block(hidden, bias, training=training), None
     return block(hidden, bias, cache=cache, cache_index=cache_index, cache_write=cache_write,
-                 training=training)
+                 training=training, key_limit=key_limit)
 
 
 def initializers(config, seed=None, initialize: bool = True) -> dict:

@@ -17,13 +17,12 @@ reader never sees half a file.
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from tfgpt2.files import atomic_path
+from tfgpt2.files import atomic_path, cache_root
 from tfgpt2.tokenizer import tables
 from tfgpt2.tokenizer.vocab import Vocabulary
 
@@ -32,11 +31,7 @@ _KEY_FIELD = "cache_key"
 
 def cache_dir() -> Path:
     """The directory holding the tokenizer's cached tables."""
-    explicit = os.environ.get("TFGPT2_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser() / "tokenizer"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "tfgpt2" / "tokenizer"
+    return cache_root() / "tokenizer"
 
 
 def cache_key(vocab: Vocabulary) -> str:
