@@ -55,6 +55,7 @@ def main(argv):
     spec.loader.exec_module(serve)
     with tempfile.TemporaryDirectory() as tmp:
         path = FLAGS.tflite or tiny_tflite(tmp)
+        size = os.path.getsize(path) / 1e6
         httpd = serve.server(0, model=path)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         options = webdriver.ChromeOptions()
@@ -81,7 +82,6 @@ def main(argv):
     if "e" in results[0]:
         raise SystemExit(results[0]["e"])
     timed = sorted(r["msPerToken"] for r in results[1:])
-    size = os.path.getsize(path) / 1e6
     print(f"\nLiteRT.js (wasm, 1 thread) in headless Chromium, {os.path.basename(path)} "
           f"({size:.0f} MB), greedy, {FLAGS.new_tokens} new tokens, median of {FLAGS.repeats}; "
           f"load {os.getloadavg()[0]:.2f}\n")
