@@ -48,6 +48,20 @@ def test_library_errors_speak_in_flags(tiny_checkpoint):
     assert truncated.returncode == 0, truncated.stderr[-2000:]
 
 
+def test_tflite_generation_without_litert_or_the_file_says_what_to_do(tmp_path):
+    missing = tmp_path / "nope.tflite"
+    result = run("--mode=generate", f"--tflite={missing}", "--prompt=Hi")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"No .tflite at {missing}: export one with" in result.stderr
+    script = ("import runpy, sys\nsys.modules['ai_edge_litert'] = None\n"
+              f"sys.argv = ['main.py', '--mode=generate', '--tflite={missing}', '--prompt=Hi']\n"
+              f"runpy.run_path({os.path.join(ROOT, 'main.py')!r}, run_name='__main__')\n")
+    absent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert absent.returncode == 2 and "Traceback" not in absent.stderr, absent.stderr[-2000:]
+    assert "pip install 'tfgpt2[litert]'" in absent.stderr
+
+
 def test_usage_mistakes_are_one_line():
     result = run("--stream", "--prompt=a", "--prompt=b")
     assert result.returncode == 2

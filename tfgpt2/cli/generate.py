@@ -64,6 +64,11 @@ def run_tflite() -> None:
     if unsupported:
         raise CliError(f"{', '.join(unsupported)} is not available with --tflite "
                        "(the .tflite decodes greedily or samples with top-k/top-p).")
+    try:
+        import ai_edge_litert  # noqa: F401 -- the runtime the runner needs
+    except ImportError:
+        raise CliError("--tflite runs the file in LiteRT, which is not installed: "
+                       "pip install 'tfgpt2[litert]' (or pip install ai-edge-litert).") from None
     from tfgpt2.export.litert_runner import LiteRTRunner
 
     runner = LiteRTRunner(FLAGS.tflite)
