@@ -278,30 +278,28 @@ def test_cached_forward_outside_xla_matches_the_full_forward():
         np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[t], atol=1e-5)
 
 
-def test_read_only_cache_step_matches_the_full_forward():
-    """One token against a cache that is only read (the LiteRT decode's
-    contract): the same logits as the full forward, and the keys and values
-    it returns are the ones a cache write would have stored."""
+def test_per_head_cache_read_through_a_window_matches_the_full_forward():
+    """The `.tflite`'s layout: each layer's cache [B, H, S, D], longer than
+    the text and full of stale values, written at the position and read only
+    through its first `key_limit` slots (a decode window): the same logits as
+    the full forward, and the same keys as the merged-rows [B * H, S, D] layout."""
     model = GPT2LMHeadModel.from_config(small_config(), seed=4)
+    cfg = model.config
     ids = np.array([[5, 17, 42, 8, 99, 3]], np.int32)
-    full = model(ids).logits.numpy()
-    prefix = 5
-    empty = KVCache.empty(model.config, 1, prefix)
-    _, _, cache = model.forward(ids[:, :prefix], tf.ones([1, prefix], tf.int32),
-                                cache=empty, cache_index=0, position_ids=tf.range(prefix)[None])
-    # A cache longer than what it holds: stale slots past the token are masked.
-    stale = tf.ones([4, 3, 16])
-    padded = KVCache(tuple(tf.concat([k, stale], 1) for k in cache.keys),
-                     tuple(tf.concat([v, stale], 1) for v in cache.values))
-    hidden, _, new = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
-                                   position_ids=tf.constant([[prefix]]), cache=padded,
-                                   cache_index=prefix, cache_write=False)
-    np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[0, prefix],
+    full = model(ids).logits.numpy()[0]
+    slots, prefix, window = 16, 5, 8
+    stale = tf.ones([1, cfg.n_head, slots, cfg.head_dim])
+    cache = KVCache((stale,) * cfg.n_layer, (stale,) * cfg.n_layer)
+    key_mask = tf.ones([1, slots], tf.int32)
+    hidden, _, cache = model.forward(ids[:, :prefix], key_mask, tf.range(prefix)[None], cache,
+                                     cache_index=tf.constant(0))
+    np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0], full[:prefix], atol=1e-4)
+    hidden, _, cache = model.forward(ids[:, prefix:], key_mask, tf.constant([[prefix]]), cache,
+                                     cache_index=tf.constant(prefix), key_limit=window)
+    np.testing.assert_allclose(model.lm_logits(hidden).numpy()[0, 0], full[prefix],
                                atol=1e-4, rtol=1e-4)
-    _, _, written = model.forward(ids[:, prefix:], tf.ones([1, prefix + 3], tf.int32),
-                                  position_ids=tf.constant([[prefix]]), cache=padded,
-                                  cache_index=prefix)
-    assert new.num_layers == written.num_layers == model.config.n_layer
-    for k_new, v_new, k_all, v_all in zip(new.keys, new.values, written.keys, written.values):
-        np.testing.assert_allclose(k_new.numpy()[:, 0], k_all.numpy()[:, prefix], atol=1e-6)
-        np.testing.assert_allclose(v_new.numpy()[:, 0], v_all.numpy()[:, prefix], atol=1e-6)
+    assert cache.keys[0].shape == (1, cfg.n_head, slots, cfg.head_dim)
+    _, _, rows = model.forward(ids, key_mask, tf.range(6)[None], KVCache.empty(cfg, 1, slots),
+                               cache_index=tf.constant(0))
+    for per_head, merged in zip(cache.keys + cache.values, rows.keys + rows.values, strict=True):
+        np.testing.assert_allclose(per_head.numpy()[0, :, :6], merged.numpy()[:, :6], atol=1e-5)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfgpt2.modeling.kv_cache import KVCache
-
 log = logging.getLogger("tfgpt2.export")
 
 
@@ -44,9 +42,6 @@ class ArtifactModule(tf.Module):
         self.tokenizer = BytePairTokenizer(model.tokenizer.vocabulary)  # its tables are saved
         self.weights = [w.value for w in model.weights]
         self._model = model
-
-    def empty_cache(self, batch, length) -> KVCache:
-        return KVCache.empty(self.config, batch, length, self._model.embeddings.compute_dtype)
 
     def forward(self, *args, **kwargs):
         return self._model.forward(*args, **kwargs)

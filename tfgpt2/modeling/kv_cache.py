@@ -7,9 +7,9 @@ straight into attention's batched matmul, so a write stays in place; with
 [B, H, S, D] it duplicated the update and copied the whole cache every step.
 
 The exported `.tflite` keeps each layer's cache as [B, H, S, D] instead
-(`KVCache.empty(..., per_head=True)`): that is the layout LiteRT-LM binds,
-and there the write must go straight from the cache input to its output,
-with no reshape between. Attention reads either layout.
+(its signature inputs): that is the layout LiteRT-LM binds, and there the
+write must go straight from the cache input to its output, with no reshape
+between. Attention reads either layout.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ class KVCache(NamedTuple):
     values: tuple
 
     @classmethod
-    def empty(cls, config, batch, length, dtype="float32", per_head: bool = False) -> KVCache:
-        """Zeros for `batch` rows of `length` positions ([B * H, S, D], or
-        [B, H, S, D] with `per_head`). Slots not yet written are masked out
-        but still multiplied by 0, so they must hold finite numbers."""
-        shape = ([batch, config.n_head, length, config.head_dim] if per_head
-                 else [batch * config.n_head, length, config.head_dim])
+    def empty(cls, config, batch, length, dtype="float32") -> KVCache:
+        """Zeros for `batch` rows of `length` positions. Slots not yet
+        written are masked out but still multiplied by 0, so they must hold
+        finite numbers."""
+        shape = [batch * config.n_head, length, config.head_dim]
         zeros = tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer))
         return cls(zeros, tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer)))
 

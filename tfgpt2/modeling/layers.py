@@ -146,19 +146,16 @@ class GPT2Attention(keras.layers.Layer):
         x = tf.reshape(x, [batch, length, self.n_head, self.head_dim])
         return tf.transpose(x, [0, 2, 1, 3])
 
-    def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-             training=None, key_limit=None):
+    def call(self, x, attention_bias, cache=None, cache_index=None, training=None,
+             key_limit=None):
         """Without a cache, causal self-attention over `x`.
 
-        With `cache` (one layer's keys and values in `KVCache`'s layout), and `cache_write`
-        (the default), the new keys and values are written into the cache at
-        `cache_index` and attention runs over the cache; returns `(out, the
-        updated cache)`. With `cache_write=False` the cache is only read: the
-        token (T must be 1) attends to the cache positions the bias allows
-        and to itself, and `(out, (its keys, its values))` comes back for the
-        caller to store. `key_limit` (with a written cache): attend to the
-        cache's first `key_limit` positions only (the bias must cover just
-        those), so a fixed-size cache is read no further than it is filled.
+        With `cache` (one layer's keys and values in `KVCache`'s layout), the
+        new keys and values are written into the cache at `cache_index` and
+        attention runs over the cache; returns `(out, the updated cache)`.
+        `key_limit`: attend to the cache's first `key_limit` positions only
+        (the bias must cover just those), so a fixed-size cache is read no
+        further than it is filled.
         """
         batch, length = dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
@@ -167,15 +164,9 @@ class GPT2Attention(keras.layers.Layer):
         bias = tf.cast(attention_bias, "float32")
         if cache is not None:
             q, k, v = (in_cache_layout(t, cache) for t in (q, k, v))
-            if cache_write:
-                k, v = new_cache = write_position(cache, k, v, cache_index)
-                if key_limit is not None:
-                    k, v = k[..., :key_limit, :], v[..., :key_limit, :]
-            else:
-                if length != 1:
-                    raise ValueError("A read-only cache takes one new token at a time.")
-                new_cache = (k, v)
-                bias = tf.concat([bias, tf.zeros_like(bias[..., :1])], axis=-1)
+            k, v = new_cache = write_position(cache, k, v, cache_index)
+            if key_limit is not None:
+                k, v = k[..., :key_limit, :], v[..., :key_limit, :]
         if cache is None and isinstance(length, int) and length >= 2 * QUERY_BLOCK:
             out = tf.concat([
                 self._attend(q[:, :, start:start + QUERY_BLOCK], k[:, :, :start + QUERY_BLOCK],
@@ -186,19 +177,12 @@ class GPT2Attention(keras.layers.Layer):
         elif cache is None:
             out = self._attend(q, k, v, bias, scale, training)
         else:
-            if cache_write:
-                scores = tf.matmul(q, k, transpose_b=True)
-            else:
-                scores = tf.concat([tf.matmul(q, cache[0], transpose_b=True),
-                                    tf.reduce_sum(q * k, axis=-1, keepdims=True)], axis=-1)
+            scores = tf.matmul(q, k, transpose_b=True)
             scores = tf.reshape(scores * scale, [batch, self.n_head, length, -1])
             probs = self._probabilities(scores, bias, training)
             if q.shape.rank == 3:  # back to the cache's rows
                 probs = tf.reshape(probs, [batch * self.n_head, length, -1])
-            if cache_write:
-                out = tf.matmul(probs, v)
-            else:
-                out = tf.matmul(probs[..., :-1], cache[1]) + probs[..., -1:] * v
+            out = tf.matmul(probs, v)
         out = tf.reshape(out, [batch, self.n_head, length, self.head_dim])
         out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_embd])
         out = self.resid_dropout(self.c_proj(out), training=training)
@@ -214,8 +198,8 @@ class GPT2Attention(keras.layers.Layer):
         scores = tf.matmul(q, k, transpose_b=True) * scale
         return tf.matmul(self._probabilities(scores, bias, training), v)
 
-    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-                            training=None, key_limit=None):
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None,
+                            key_limit=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
@@ -261,29 +245,29 @@ class GPT2Block(keras.layers.Layer):
         for layer in (self.ln_1, self.attn, self.ln_2, self.mlp):
             layer.build(input_shape)
 
-    def call(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-             training=None, key_limit=None):
+    def call(self, x, attention_bias, cache=None, cache_index=None, training=None,
+             key_limit=None):
         attn = self.attn(self.ln_1(x), attention_bias, cache=cache, cache_index=cache_index,
-                         cache_write=cache_write, training=training, key_limit=key_limit)
+                         training=training, key_limit=key_limit)
         if cache is not None:
             attn, cache = attn
         x = x + attn
         x = x + self.mlp(self.ln_2(x), training=training)
         return x if cache is None else (x, cache)
 
-    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, cache_write=True,
-                            training=None, key_limit=None):
+    def compute_output_spec(self, x, attention_bias, cache=None, cache_index=None, training=None,
+                            key_limit=None):
         return keras.KerasTensor(x.shape, self.compute_dtype)
 
 
-def call_block(block, hidden, bias, cache=None, cache_index=None, training=None, cache_write=True,
+def call_block(block, hidden, bias, cache=None, cache_index=None, training=None,
                key_limit=None):
     """Run one block: `(hidden, new cache or None)`. The default block
     runner of `forward`; decode programs pass their own (`SharedBlockGraph`)."""
     if cache is None:
         return block(hidden, bias, training=training), None
-    return block(hidden, bias, cache=cache, cache_index=cache_index, cache_write=cache_write,
-                 training=training, key_limit=key_limit)
+    return block(hidden, bias, cache=cache, cache_index=cache_index, training=training,
+                 key_limit=key_limit)
 
 
 def initializers(config, seed=None, initialize: bool = True) -> dict:

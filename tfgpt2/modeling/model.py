@@ -72,19 +72,16 @@ class GPT2PreTrainedModel(keras.Model):
     # --- the network ---------------------------------------------------------
     def forward(self, input_ids, attention_mask, position_ids=None, cache=None,
                 cache_index=None, output_hidden_states=False, training=None, block_runner=None,
-                cache_write=True, key_limit=None):
+                key_limit=None):
         """The GPT-2 forward pass.
 
         Without a cache, `attention_mask` [B, T] masks the input and positions
         are counted from it. With `cache` (a `KVCache`), the inputs are
         written at `cache_index`,
         `attention_mask` [B, S] masks the whole cache and `position_ids` [B, T]
-        must be given. With `cache_write=False` the cache is only read (one
-        new token, attending to cache positions before `cache_index` and to
-        itself) and the new tokens' keys and values are returned in their
-        place, for a runtime that keeps the cache. `key_limit` (a written
-        cache): attention reads only the cache's first `key_limit`
-        positions, so a fixed-size cache costs what it holds (the `.tflite`).
+        must be given. `key_limit`: attention reads only the cache's first
+        `key_limit` positions, so a fixed-size cache costs what it holds (the
+        `.tflite`'s decode windows).
 
         `block_runner(block, hidden, bias, cache, cache_index, training)` runs
         each block and returns `(hidden, new cache or None)`; the default
@@ -98,18 +95,14 @@ class GPT2PreTrainedModel(keras.Model):
         if position_ids is None:
             position_ids = self.position_ids(attention_mask)
         hidden = self.embeddings(input_ids, position_ids, training=training)
-        if cache_index is None:
-            query_offset = 0
-        else:  # a read-only cache holds only the positions before the token
-            query_offset = cache_index if cache_write else cache_index - 1
+        query_offset = 0 if cache_index is None else cache_index
         bias = self.attention_bias(attention_mask, input_ids, query_offset=query_offset)
-        if block_runner is not None and (not cache_write or key_limit is not None):
-            raise ValueError("A custom block_runner reads the whole cache and writes it; "
-                             "cache_write=False and key_limit run the blocks themselves.")
+        if block_runner is not None and key_limit is not None:
+            raise ValueError("A custom block_runner reads the whole cache; key_limit runs the "
+                             "blocks themselves.")
         if key_limit is not None:
             bias = bias[..., :key_limit]
-        run = block_runner or functools.partial(call_block, cache_write=cache_write,
-                                                key_limit=key_limit)
+        run = block_runner or functools.partial(call_block, key_limit=key_limit)
         all_hidden, new_layers = [hidden], []
         for i, block in enumerate(self.blocks):
             hidden, layer_cache = run(block, hidden, bias, None if cache is None else cache.layer(i),
