@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from tfgpt2 import limits
+from tfgpt2.export.litert_names import METADATA_FIELDS, cache_names
 
 _REQUIRED = {"decode", "sample", "tokenize", "detokenize", "metadata"}
-# The order of the `metadata` signature's `sizes` (tfgpt2.export.tflite).
-_METADATA_FIELDS = ("n_layer", "n_head", "head_dim", "vocab_size", "cache_length", "eos_token_id",
-                    "tokenize_bytes", "detokenize_ids", "max_token_bytes")
 
 
 class _Slot:
@@ -98,16 +96,14 @@ class LiteRTRunner:
                 "again.")
         sizes = _Slot(self.model, "metadata", "sizes", output=True)
         self.model.run_by_name("metadata", {}, {"sizes": sizes.buffer})
-        for name, value in zip(_METADATA_FIELDS, sizes.read().tolist(), strict=True):
+        for name, value in zip(METADATA_FIELDS, sizes.read().tolist(), strict=True):
             setattr(self, name, int(value))
         self._allocate()
 
     # --- buffers ---------------------------------------------------------------------
     def _allocate(self):
         model = self.model
-        layers = range(self.n_layer)
-        names = [f"kv_cache_k_{i}" for i in layers] + [f"kv_cache_v_{i}" for i in layers]
-        self._cache = {name: _Slot(model, "decode", name) for name in names}
+        self._cache = {name: _Slot(model, "decode", name) for name in cache_names(self.n_layer)}
         for slot in self._cache.values():  # finite from the start (see the contract)
             slot.write(np.zeros(slot.shape, np.float32))
         self._cache_buffers = {name: slot.buffer for name, slot in self._cache.items()}

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from tfgpt2.export import tflite, writing
-from tfgpt2.export.target import ExportTarget, log
+from tfgpt2.export.target import ExportTarget, log, resolve_cache_length
 from tfgpt2.files import atomic_path
 from tfgpt2.tokenizer.tokenizer_json import write_tokenizer_json
 
@@ -90,10 +90,9 @@ class LiteRTLMTarget(ExportTarget):
               cache_length: int | None = None) -> Path:
         builder_module()  # a missing builder before minutes of converting
         writing.claim(path, overwrite)
-        tflite.check_fits(model.config, quantization)
-        module = tflite.LiteRTModule(model, cache_length)
+        cache_length = resolve_cache_length(cache_length, model.config)
         log.info("Converting to TFLite (quantization=%s) for a .litertlm bundle; GPT-2 Medium "
                  "takes a few minutes ...", quantization)
-        data = tflite.convert_module(module, quantization)
+        data = tflite.convert(model, quantization=quantization, cache_length=cache_length)
         writing.claim(path, overwrite)  # again: the conversion took minutes
-        return pack(path, data, model.tokenizer.vocabulary, model.config, module.cache_length)
+        return pack(path, data, model.tokenizer.vocabulary, model.config, cache_length)

@@ -56,6 +56,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfgpt2.export import writing
+from tfgpt2.export.litert_names import METADATA_FIELDS, cache_names
 from tfgpt2.files import atomic_path
 from tfgpt2.export.target import ArtifactModule, ExportTarget, log
 from tfgpt2.generation.sampling import Sampler, SamplingSettings
@@ -76,8 +77,6 @@ DETOKENIZE_IDS = 64  # ids per detokenize call; longer sequences take several
 # of it every step costs more than the int8 weights (a slice of dynamic
 # size would make every later tensor dynamic and leave XNNPACK unused).
 DECODE_WINDOWS = (128, 256, 512)
-METADATA_FIELDS = ("n_layer", "n_head", "head_dim", "vocab_size", "cache_length", "eos_token_id",
-                   "tokenize_bytes", "detokenize_ids", "max_token_bytes")
 
 
 def estimated_size(config, quantization: str) -> int:
@@ -115,7 +114,7 @@ class LiteRTModule(ArtifactModule):
             raise ValueError(f"prefill_lengths must be positive ints, got {prefill_lengths!r}.")
         self.max_token_bytes = max(len(b) for b in model.tokenizer.vocabulary.token_bytes)
         cache = [tf.TensorSpec([1, cfg.n_head, length, cfg.head_dim], tf.float32, name=name)
-                 for name in self.cache_names()]
+                 for name in cache_names(cfg.n_layer)]
         self._functions = {}
         for t in self.prefill_lengths:
             self._add(f"prefill_{t}", self._prefill, tf.TensorSpec([1, t], tf.int32, "tokens"),
@@ -137,10 +136,6 @@ class LiteRTModule(ArtifactModule):
                   tf.TensorSpec([DETOKENIZE_IDS], tf.int32, "ids"),
                   tf.TensorSpec([], tf.int32, "count"))
         self._add("metadata", self._metadata)
-
-    def cache_names(self) -> list[str]:
-        layers = range(self.config.n_layer)
-        return [f"kv_cache_k_{i}" for i in layers] + [f"kv_cache_v_{i}" for i in layers]
 
     def _add(self, name, fn, *specs):
         # The converter names each signature after its function.
@@ -166,8 +161,7 @@ class LiteRTModule(ArtifactModule):
                 tokens, tf.ones([1, self.cache_length], tf.int32),
                 tf.clip_by_value(input_pos, 0, self.config.n_positions - 1)[None], cache,
                 cache_index=start, key_limit=window)
-        names = self.cache_names()
-        return hidden, dict(zip(names, new.keys + new.values, strict=True))
+        return hidden, dict(zip(cache_names(layers), new.keys + new.values, strict=True))
 
     def _prefill(self, tokens, input_pos, *caches):
         # No logits: a runtime decodes the prompt's last token (LiteRT-LM does).
@@ -236,13 +230,7 @@ def _count(padded):
 def convert(model, *, quantization: str = "int8", cache_length: int | None = None) -> bytes:
     """The `.tflite` bytes (builtins only)."""
     check_fits(model.config, quantization)
-    return convert_module(LiteRTModule(model, cache_length), quantization)
-
-
-def convert_module(module: LiteRTModule, quantization: str) -> bytes:
-    """`module`'s signatures converted to `.tflite` bytes."""
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
+    module = LiteRTModule(model, cache_length)
     functions = [f.get_concrete_function() for f in module.functions()]
     converter = tf.lite.TFLiteConverter.from_concrete_functions(functions, module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
