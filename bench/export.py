@@ -196,15 +196,6 @@ def ensure_bundle(quantization, tflite_path):
     return path
 
 
-def measure_bundle(path):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--engine_worker={path}",
-                          f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}",
-                          f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}",
-                          f"--cache_length={FLAGS.cache_length or 1024}"],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def measure_bound():
     """tok/s of bench/weight_stream.py's int8 mat-vec chain in LiteRT."""
     out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "weight_stream.py"),
@@ -225,8 +216,10 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def measure_tflite(path):
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--worker={path}",
+def in_worker(worker_flag, path):
+    """This script's worker mode (`--worker` or `--engine_worker`) on `path`,
+    in a process of its own, with this run's settings; its JSON result."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--{worker_flag}={path}",
                           f"--new_tokens={FLAGS.new_tokens}", f"--repeats={FLAGS.repeats}",
                           f"--ttft_lengths={','.join(FLAGS.ttft_lengths)}",
                           f"--cache_length={FLAGS.cache_length or 1024}"],
@@ -314,11 +307,11 @@ def main(argv):
     rates = {name: FLAGS.new_tokens / statistics.median(t) for name, t in times.items()}
 
     log("Measuring the .tflite files, one process each ...")
-    lite = {q: measure_tflite(p) for q, p in paths.items()}
+    lite = {q: in_worker("worker", p) for q, p in paths.items()}
     engines = {}
     if FLAGS.litertlm:
         log("Measuring the .litertlm bundles in LiteRT-LM, one process each ...")
-        engines = {q: measure_bundle(ensure_bundle(q, p)) for q, p in paths.items()}
+        engines = {q: in_worker("engine_worker", ensure_bundle(q, p)) for q, p in paths.items()}
     bound = measure_bound() if FLAGS.bound else None
 
     torch_rate = rates.get("transformers (PyTorch) generate")
