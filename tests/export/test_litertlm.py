@@ -16,7 +16,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import BLOCK_IMPORTS
@@ -242,8 +241,8 @@ def test_a_cache_past_the_context_is_refused_before_converting(oracle, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
-def test_a_missing_builder_names_the_extra(oracle, tmp_path):
-    script = textwrap.dedent(f"""
+def test_a_missing_builder_names_the_extra():
+    script = textwrap.dedent("""
         import sys
         sys.modules["litert_lm_builder"] = None
         from tfgpt2.export.litertlm import builder_module
