@@ -36,6 +36,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from bench_support import random_medium_checkpoint  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("peers", ["tfgpt2", "keras_hub", "keras_hub_xla", "torch"],
                   "Systems to measure; the first is the baseline of the ratios.")
@@ -149,17 +151,6 @@ class Torch:
 
 
 PEERS = {"tfgpt2": TfGpt2, "keras_hub": KerasHub, "keras_hub_xla": KerasHubXla, "torch": Torch}
-
-
-def random_medium_checkpoint(directory):
-    if os.path.isfile(os.path.join(directory, "model.safetensors")):
-        return directory
-    from tfgpt2 import GPT2Config, GPT2LMHeadModel
-
-    print(f"Writing a seeded random GPT-2 Medium to {directory} ...", file=sys.stderr)
-    model = GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0)
-    model.save_pretrained(directory)
-    return directory
 
 
 def load_peers(directory):

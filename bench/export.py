@@ -1,10 +1,10 @@
-"""The deployable artifacts against the peers, on the same GPT-2 Medium
+"""The on-device artifacts against the peers, on the same GPT-2 Medium
 weights: the .tflite in LiteRT (int8, float16, fp32) through our runner and,
-packed as a .litertlm, in the stock LiteRT-LM engine; the SavedModel (no-XLA
-and XLA variants); tfgpt2's `generate` and transformers' PyTorch `generate`.
+packed as a .litertlm, in the stock LiteRT-LM engine; tfgpt2's `generate`
+and transformers' PyTorch `generate`. (The SavedModel: bench/serving.py.)
 
     python bench/export.py                                # everything
-    python bench/export.py --quantizations=int8 --nosaved_model --notorch
+    python bench/export.py --quantizations=int8 --notorch
 
 Protocol (docs/benchmarks.md): seeded random weights, batch 1, an 8-token
 prompt, 64 new greedy tokens; tok/s is new tokens per second, median of
@@ -39,9 +39,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from bench_support import random_medium_checkpoint  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("quantizations", ["int8", "float16", "none"], ".tflite files to measure.")
-flags.DEFINE_bool("saved_model", True, "Measure the SavedModel variants too.")
 flags.DEFINE_bool("torch", True, "Measure transformers' PyTorch generate.")
 flags.DEFINE_integer("new_tokens", 64, "New tokens per generation.")
 flags.DEFINE_integer("repeats", 3, "Timed generations per system (median).")
@@ -69,14 +70,7 @@ def timed(fn):
 
 
 def checkpoint_dir():
-    directory = os.path.join(FLAGS.work_dir, "medium")
-    if not os.path.isfile(os.path.join(directory, "model.safetensors")):
-        from tfgpt2 import GPT2Config, GPT2LMHeadModel
-
-        log(f"Writing a seeded random GPT-2 Medium to {directory} ...")
-        GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0
-                                    ).save_pretrained(directory)
-    return directory
+    return random_medium_checkpoint(os.path.join(FLAGS.work_dir, "medium"))
 
 
 @functools.cache
@@ -105,17 +99,6 @@ def ensure_tflite(quantization):
             "m.export(%r, format='litert', quantization=%r, cache_length=%r)\n") % (
                 ROOT, checkpoint_dir(), path, quantization, FLAGS.cache_length)], check=True)
     return path
-
-
-def ensure_saved_model(xla):
-    base = os.path.join(FLAGS.work_dir, "served-xla" if xla else "served")
-    if not os.path.isdir(os.path.join(base, "1")):
-        from tfgpt2 import GPT2LMHeadModel
-
-        log(f"Writing {base}/1 ...")
-        GPT2LMHeadModel.from_pretrained(checkpoint_dir()).export(
-            base, format="tf_saved_model", version=1, xla=xla)
-    return os.path.join(base, "1")
 
 
 # --- one .tflite, in its own process ------------------------------------------------------
@@ -258,13 +241,10 @@ def main(argv):
     if FLAGS.engine_worker:
         return engine_worker(FLAGS.engine_worker)
     from tfgpt2 import GPT2LMHeadModel
-    import tensorflow as tf
 
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     directory = checkpoint_dir()
     paths = {q: ensure_tflite(q) for q in FLAGS.quantizations}
-    served = {False: ensure_saved_model(False), True: ensure_saved_model(True)} \
-        if FLAGS.saved_model else {}
 
     model = GPT2LMHeadModel.from_pretrained(directory)
     ref_logits, ref_tokens, generate_first_call = reference(model)
@@ -289,14 +269,6 @@ def main(argv):
                                             pad_token_id=50256)
 
         systems["transformers (PyTorch) generate"] = torch_generate
-    prompt_text = model.tokenizer.decode(PROMPT)
-    for xla, path in served.items():
-        signature = tf.saved_model.load(path).signatures["serving_default"]
-        name = f"SavedModel serving_default ({'XLA' if xla else 'no XLA'})"
-        systems[name] = (lambda s=signature: s(
-            prompts=tf.constant([prompt_text]), max_new_tokens=tf.constant(FLAGS.new_tokens),
-            temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
-            seed=tf.constant(0)))
     for name, fn in systems.items():
         if name not in firsts:  # tfgpt2's first generate ran in reference()
             firsts[name], _ = timed(fn)

@@ -25,6 +25,15 @@ def tiny_model(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def served(tiny_model, tmp_path_factory):
+    """The tiny model's SavedModel in TF Serving's layout (version 3), both
+    variants: {False: the default (no XLA), True: --xla}."""
+    return {xla: tiny_model.export(tmp_path_factory.mktemp("served_xla" if xla else "served"),
+                                   format="tf_saved_model", version=3, xla=xla)
+            for xla in (False, True)}
+
+
+@pytest.fixture(scope="session")
 def tiny_tflite(tiny_model, tmp_path_factory):
     """The tiny model's fp32 `.tflite` (what the LiteRT tests run)."""
     return tiny_model.export(tmp_path_factory.mktemp("lite") / "tiny.tflite", format="litert",

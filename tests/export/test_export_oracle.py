@@ -49,10 +49,10 @@ def test_saved_model_logits_and_greedy_tokens_equal_keras_hub(oracle, tmp_path):
         loaded = tf.saved_model.load({str(path)!r})
         ids = tf.constant([{ids!r}], tf.int32)
         logits = loaded.signatures["logits"](input_ids=ids, attention_mask=tf.ones_like(ids))
-        out = loaded.signatures["serving_default"](
-            prompts=tf.constant([{PROMPT!r}]), max_new_tokens=tf.constant({NEW}),
-            temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
-            seed=tf.constant(0))
+        out = loaded.signatures["generate"](
+            prompts=tf.constant([{PROMPT!r}]), max_new_tokens=tf.constant([{NEW}]),
+            temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
+            seed=tf.constant([0]))
         print(json.dumps({{"logits": logits["logits"].numpy()[0].tolist(),
                           "tokens": out["token_ids"].numpy()[0].tolist(),
                           "num_tokens": int(out["num_tokens"][0])}}))

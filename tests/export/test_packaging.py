@@ -111,11 +111,11 @@ def test_model_export_writes_the_serving_saved_model(installed, tiny_checkpoint)
         import json, tensorflow as tf, tfgpt2
         model = tfgpt2.GPT2LMHeadModel.from_pretrained({str(tiny_checkpoint)!r})
         path = model.export("exported", format="tf_saved_model", verbose=False)
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        serve = tf.saved_model.load(str(path)).signatures["generate"]
         inputs = sorted(serve.structured_input_signature[1])
-        out = serve(prompts=tf.constant(["Hello there"]), max_new_tokens=tf.constant(3),
-                    temperature=tf.constant(0.0), top_k=tf.constant(0),
-                    top_p=tf.constant(1.0), seed=tf.constant(0))
+        out = serve(prompts=tf.constant(["Hello there"]), max_new_tokens=tf.constant([3]),
+                    temperature=tf.constant([0.0]), top_k=tf.constant([0]),
+                    top_p=tf.constant([1.0]), seed=tf.constant([0]))
         print(json.dumps({{"path": str(path), "inputs": inputs,
                           "num_tokens": out["num_tokens"].numpy().tolist()}}))
     """)

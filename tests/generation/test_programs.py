@@ -49,7 +49,7 @@ def test_decoding_traces_one_block_for_every_layer_and_matches_the_uncached_mode
         ids.append(int(np.argmax(logits[0, -1])))
     assert out[0].tolist() == ids
     # The prefill and the loop each trace the block once, not once per layer.
-    assert model.decode_programs.block_runner._fn.experimental_get_tracing_count() <= 2
+    assert model.decode_programs.block_runner.tracing_count() <= 2
 
 
 def brute_force_left_pad(rows, length, pad):

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
-from tfgpt2.modeling.compiled import dims, write_at, xla_program
+from tfgpt2.modeling.compiled import dims, tracing_mode, write_at, xla_program
 from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.masking import next_positions, position_ids
 
@@ -61,10 +61,12 @@ class DecodeParams(NamedTuple):
 
     `new_token_slots` is the loop's length when the key leaves it to run
     time (the request's budget rounded up, so an XLA loop compiles few
-    shapes); the loop stops after `max_new_tokens` <= it.
+    shapes); the loop stops after `max_new_tokens` <= it. `max_new_tokens`
+    may also be [B], a budget per row (a server's batched requests): a row
+    ends when it has its own budget, the loop when every row has ended.
     """
 
-    max_new_tokens: tf.Tensor  # int32 []
+    max_new_tokens: tf.Tensor  # int32 [] or [B]
     new_token_slots: tf.Tensor  # int32 []
     length_penalty: tf.Tensor  # float32 [] (beam search)
     stop_mask: tf.Tensor  # bool [V]: the tokens that end a row
@@ -162,6 +164,9 @@ class DecodePrograms:
         """Feed the token chosen at `step - 1`; return the next logits [B, V]
         and the updated cache."""
         start = key.prompt_length if key.prompt_length is not None else prompt_length
+        # A row past its own budget (per-row budgets) is fed padding until
+        # the others end; its position must stay inside the embedding table.
+        positions = tf.minimum(positions, self.model.config.n_positions - 1)
         hidden, _, cache = self.model.forward(
             tokens[:, None], key_mask, positions[:, None], cache,
             cache_index=start + step - 1, block_runner=self.block_runner)
@@ -174,7 +179,7 @@ class DecodePrograms:
         tokens = key.sampler.choose(state.pop("logits"), params.sampling, 0, state["seen"])
         out = tf.fill([dims(ids, 1)[0], new_tokens(key, params) - 1], params.pad_token_id)
         return dict(state, step=tf.constant(1), tokens=tokens,
-                    finished=tf.gather(params.stop_mask, tokens),
+                    finished=_finished(None, tokens, 1, params),
                     out=tf.concat([tokens[:, None], out], axis=1))
 
     def advance(self, key, state, params):
@@ -188,13 +193,13 @@ class DecodePrograms:
             seen = repetition.mark_seen(seen, state["tokens"])
         tokens = key.sampler.choose(logits, params.sampling, step, seen)
         tokens = tf.where(state["finished"], params.pad_token_id, tokens)
-        finished = tf.logical_or(state["finished"], tf.gather(params.stop_mask, tokens))
+        finished = _finished(state["finished"], tokens, step + 1, params)
         return dict(state, step=step + 1, tokens=tokens, finished=finished, cache=cache,
                     seen=seen, out=write_at(state["out"], tokens[:, None], step, axis=1))
 
     def token_loop(self, key, state, params):
         """(state, params) -> (tokens [B, new_tokens], number produced)."""
-        limit = tf.minimum(params.max_new_tokens, new_tokens(key, params))
+        limit = tf.minimum(tf.reduce_max(params.max_new_tokens), new_tokens(key, params))
 
         def cond(state):
             return tf.logical_and(state["step"] < limit,
@@ -202,6 +207,15 @@ class DecodePrograms:
 
         state = tf.while_loop(cond, lambda s: (self.advance(key, s, params),), (state,))[0]
         return state["out"], state["step"]
+
+
+def _finished(finished, tokens, produced, params):
+    """[B] bool: the rows that have ended once `produced` tokens are out:
+    at a stop token, or (a per-row budget) at their own budget."""
+    done = tf.gather(params.stop_mask, tokens)
+    if params.max_new_tokens.shape.rank:
+        done |= produced >= params.max_new_tokens
+    return done if finished is None else finished | done
 
 
 def graph_function(fn, **kwargs):
@@ -245,18 +259,25 @@ class SharedBlockGraph:
         self.template = blocks[0]
         for block in blocks[1:]:
             _check_same_structure(self.template, block)
-        self._fn = tf.function(self._run, autograph=False,
-                               experimental_attributes={"_noinline": True})
+        self._fns = {}  # one traced graph per tracing mode (XLA, in-place writes)
 
     def _run(self, weights, hidden, bias, cache_k, cache_v, cache_index):
         with keras.StatelessScope(list(zip(self.template.weights, weights))):
             return self.template(hidden, bias, cache=(cache_k, cache_v), cache_index=cache_index)
 
+    def tracing_count(self) -> int:
+        """How many times the block was traced, over all tracing modes."""
+        return sum(fn.experimental_get_tracing_count() for fn in self._fns.values())
+
     def __call__(self, block, hidden, bias, cache, cache_index, training=None):
         if cache is None or training:
             raise ValueError("SharedBlockGraph runs cached inference only.")
         weights = [w.value for w in block.weights]
-        return self._fn(weights, hidden, bias, cache[0], cache[1], cache_index)
+        mode = tracing_mode()
+        if mode not in self._fns:
+            self._fns[mode] = tf.function(self._run, autograph=False,
+                                          experimental_attributes={"_noinline": True})
+        return self._fns[mode](weights, hidden, bias, cache[0], cache[1], cache_index)
 
 
 def _structure(block) -> list:

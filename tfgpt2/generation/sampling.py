@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tfgpt2.modeling.compiled import in_xla_program
 from tfgpt2.modeling.masking import MASKED_VALUE
 
 # Up to this k, top-k uses XLA's native TopK (over candidate blocks); above
@@ -67,6 +68,8 @@ class Sampler:
     `run_time=True` compiles one graph for any settings, for exported
     graphs where each request brings its own: temperature 0 is greedy,
     top_k 0 and top_p 1 are off; the other fields are then unused.
+    `per_row=True` (with `run_time`) takes every setting per batch row
+    (`SamplingSettings.per_row`), for servers that batch requests together.
     """
 
     do_sample: bool = False
@@ -75,6 +78,7 @@ class Sampler:
     use_top_p: bool = False
     use_repetition_penalty: bool = False
     run_time: bool = False
+    per_row: bool = False
 
     @classmethod
     def for_settings(cls, config) -> Sampler:
@@ -90,12 +94,22 @@ class Sampler:
     def at_run_time(cls, use_repetition_penalty: bool = False) -> Sampler:
         return cls(do_sample=True, run_time=True, use_repetition_penalty=use_repetition_penalty)
 
+    @classmethod
+    def per_request(cls) -> Sampler:
+        """Every row's own settings and seed: `choose_tokens_per_row`."""
+        return cls(do_sample=True, run_time=True, per_row=True)
+
     def choose(self, logits, settings: SamplingSettings, step, seen=None):
         """[B] int32: the token each row of `logits` [B, V] picks at decode
         step `step` (the seed advances with it); `seen` [B, V] marks the
         tokens the repetition penalty applies to."""
-        seed = settings.seed + tf.stack([0, step])
+        seed = settings.seed + tf.stack([0, step])  # [2], or [B, 2] per row
         penalty = settings.repetition_penalty if self.use_repetition_penalty else None
+        if self.per_row:
+            if self.use_repetition_penalty:
+                raise ValueError("The per-row sampler has no repetition penalty.")
+            return choose_tokens_per_row(logits, seed, temperature=settings.temperature,
+                                         top_k=settings.top_k, top_p=settings.top_p)
         if self.run_time:
             return choose_tokens_at_run_time(
                 logits, seed, temperature=settings.temperature, top_k=settings.top_k,
@@ -129,6 +143,13 @@ class SamplingSettings(NamedTuple):
         return cls.of(temperature=config.temperature, top_k=config.top_k or 0,
                       top_p=config.top_p, repetition_penalty=config.repetition_penalty,
                       seed=seed)
+
+    @classmethod
+    def per_row(cls, *, temperature, top_k, top_p, seeds) -> SamplingSettings:
+        """One value per batch row: [B] settings and [B, 2] seeds."""
+        return cls(tf.cast(temperature, tf.float32), tf.cast(top_k, tf.int32),
+                   tf.cast(top_p, tf.float32), tf.ones_like(temperature, tf.float32),
+                   tf.cast(seeds, tf.int32))
 
     @classmethod
     def signature(cls) -> SamplingSettings:
@@ -251,6 +272,90 @@ def choose_tokens_at_run_time(logits, seed, *, temperature, top_k, top_p, seen=N
     return tf.where(greedy, argmax(logits), sampled)
 
 
+def choose_tokens_per_row(logits, seeds, *, temperature, top_k, top_p):
+    """Each row with its own settings, for a server that batches requests:
+    `temperature`, `top_k`, `top_p` are [B] and `seeds` [B, 2], and a row's
+    token depends on its own logits, settings and seed alone (never on its
+    place in the batch), so requests batched together get what each would
+    get alone. The rules are `choose_tokens_at_run_time`'s: temperature 0 is
+    greedy, top_k 0 (or >= the vocabulary) and top_p 1 are off.
+
+    Cheap when run op by op (a graph outside XLA): greedy rows only take the
+    argmax, and the sampling ones are gathered apart (outside XLA); the k-th
+    largest logit of a row with top_k <= TOP_K_NATIVE_LIMIT comes from one
+    TopK of that many candidates, the draw runs over them, and a vocabulary
+    pass checks that no tie of the k-th lies outside them (else that row
+    draws over the vocabulary). Larger k use the bisection."""
+    logits = tf.cast(logits, tf.float32)
+    greedy_tokens = argmax(logits)
+    sampling = temperature > 0.0
+    settings = (logits, seeds, temperature, top_k, top_p)
+
+    def sample_rows():
+        if in_xla_program():  # static shapes: every row, greedy ones masked out
+            return tf.where(sampling, _sample_rows(*settings), greedy_tokens)
+        rows = tf.where(sampling)[:, 0]
+        tokens = _sample_rows(*(tf.gather(t, rows) for t in settings))
+        return tf.tensor_scatter_nd_update(greedy_tokens, rows[:, None], tokens)
+
+    return tf.cond(tf.reduce_any(sampling), sample_rows, lambda: greedy_tokens)
+
+
+def _sample_rows(logits, seeds, temperature, top_k, top_p):
+    """`choose_tokens_per_row` for rows that all sample (temperature > 0)."""
+    vocab = logits.shape[-1]
+    scaled = logits / temperature[:, None]
+    top_p = top_p[:, None]
+    filtering = (top_k > 0) & (top_k < vocab)
+    count = min(TOP_K_NATIVE_LIMIT, vocab)
+    narrow = filtering & (top_k <= count)
+    values, tokens = _largest(scaled, count)  # sorted, largest first
+    kth = tf.gather(values, tf.clip_by_value(top_k - 1, 0, count - 1)[:, None], batch_dims=1)
+    threshold = tf.where(narrow[:, None], kth, -float("inf"))
+    wide = filtering & ~narrow
+
+    def with_wide_rows():
+        if in_xla_program():  # static shapes: the bisection, for any k
+            keys = monotone_keys(scaled)
+            bound = tf.cast(top_k, tf.float32)[:, None]
+            key = smallest_key_with_weight_above_below(keys, tf.ones_like(scaled), bound)
+            kth_wide = tf.reduce_min(tf.where(keys >= key, scaled, tf.float32.max), axis=-1,
+                                     keepdims=True)
+        else:  # one TopK as wide as the widest row's k
+            widest = tf.reduce_max(tf.where(wide, top_k, 1))
+            largest = tf.math.top_k(scaled, k=widest, sorted=True).values
+            kth_wide = tf.gather(largest, tf.clip_by_value(top_k - 1, 0, widest - 1)[:, None],
+                                 batch_dims=1)
+        return tf.where(wide[:, None], kth_wide, threshold)
+
+    threshold = tf.cond(tf.reduce_any(wide), with_wide_rows, lambda: threshold)
+    # Counted in float32 (exact here): no int32 reduction over the vocabulary.
+    kept = tf.reduce_sum(tf.cast(scaled >= threshold, tf.float32), axis=-1)
+    in_candidates = tf.reduce_sum(tf.cast(values >= threshold, tf.float32), axis=-1)
+    complete = narrow & (in_candidates == kept)
+    position = sample(values, seeds, top_p, keep=values >= threshold)
+    from_candidates = tf.gather(tokens, position[:, None], batch_dims=1)[:, 0]
+
+    def rows_from_the_vocabulary():
+        return tf.where(complete, from_candidates,
+                        sample(scaled, seeds, top_p, keep=scaled >= threshold))
+
+    return tf.cond(tf.reduce_all(complete), lambda: from_candidates, rows_from_the_vocabulary)
+
+
+def _largest(logits, k: int):
+    """(values, indices) [B, k]: each row's k largest logits, largest first,
+    ties in index order. Outside XLA one TopK; inside XLA, which sorts a
+    whole row slowly, a TopK over the candidate blocks (`_top_k_candidates`)."""
+    candidates = _top_k_candidates(logits, k) if in_xla_program() else None
+    if candidates is None:
+        top = tf.math.top_k(logits, k=k, sorted=True)
+        return top.values, top.indices
+    values, tokens = candidates
+    top = tf.math.top_k(values, k=k, sorted=True)
+    return top.values, tf.gather(tokens, top.indices, batch_dims=1)
+
+
 def argmax(logits):
     """First index of each row's maximum, like tf.argmax, in two plain
     reductions (XLA's variadic argmax reduce is several times slower on CPU)."""
@@ -295,14 +400,17 @@ def sample_top_k(logits, k: int, seed, top_p=None):
 def _sample_in_nucleus(categorical, seed, top_p):
     """Draw from the whole (kept) distribution until the token lies in the
     nucleus: exact, and the nucleus holds mass >= top_p, so ~1/top_p draws.
-    Rows still outside after NUCLEUS_DRAWS draws use the bisection nucleus."""
+    Rows still outside after NUCLEUS_DRAWS draws use the bisection nucleus.
+    `top_p` is a scalar, or [B, 1] per row."""
     logits, weights = categorical.logits, categorical.weights
     bound = top_p * categorical.total
+
+    everything = tf.reshape(_keeps_everything(top_p), [-1])  # [1], or [B] per row
 
     def in_nucleus(tokens):
         chosen = tf.gather(logits, tokens[:, None], batch_dims=1)
         mass_above = tf.reduce_sum(tf.where(logits > chosen, weights, 0.0), axis=-1)
-        return (mass_above < bound[:, 0]) | _keeps_everything(top_p)
+        return (mass_above < bound[:, 0]) | everything
 
     def draw(attempt, tokens, accepted):
         fresh = categorical.draw(seed, stream=attempt)
@@ -385,10 +493,14 @@ def _inverse_cdf(weights, u):
 
 
 def _first_index(mask):
-    """[B] index of each row's first True (the row length if none)."""
+    """[B] index of each row's first True (the row length if none).
+    Outside XLA the positions are float32 (exact below 2**24): a GPU keeps
+    int32 reductions in host memory, which would copy the mask's row there."""
     length = mask.shape[-1]
-    positions = tf.range(length, dtype=tf.int32)
-    return tf.reduce_min(tf.where(mask, positions, length), axis=-1)
+    dtype = tf.int32 if in_xla_program() else tf.float32
+    positions = tf.range(length, dtype=dtype)
+    first = tf.reduce_min(tf.where(mask, positions, tf.cast(length, dtype)), axis=-1)
+    return tf.cast(first, tf.int32)
 
 
 # --- the k largest without a sort --------------------------------------------------------
@@ -476,12 +588,16 @@ def smallest_key_with_weight_above_below(keys, weights, bound):
 def uniforms(seed, rows, stream):
     """[rows] float32 uniforms in [0, 1) with 24 random bits, a pure function
     of (seed[0], seed[1], row, stream). Row r's value does not depend on how
-    many rows there are, so a sequence samples the same in any batch."""
+    many rows there are, so a sequence samples the same in any batch.
+    With a seed per row (`seed` [rows, 2]) the row's index does not count:
+    its value depends on its own seed and the stream alone."""
     seed = tf.cast(seed, tf.int32)
-    state = _mix(seed[0])
-    state = _mix(tf.bitwise.bitwise_xor(state, seed[1]))
+    per_row = seed.shape.rank == 2
+    state = _mix(seed[..., 0])
+    state = _mix(tf.bitwise.bitwise_xor(state, seed[..., 1]))
     state = _mix(tf.bitwise.bitwise_xor(state, tf.cast(stream, tf.int32)))
-    state = _mix(tf.bitwise.bitwise_xor(state, tf.range(rows, dtype=tf.int32)))
+    row = tf.zeros([rows], tf.int32) if per_row else tf.range(rows, dtype=tf.int32)
+    state = _mix(tf.bitwise.bitwise_xor(state, row))
     bits = _shift_right_logical(state, 32 - _UNIFORM_BITS)
     return tf.cast(bits, tf.float32) * (1.0 / (1 << _UNIFORM_BITS))
 

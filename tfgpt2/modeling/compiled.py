@@ -11,18 +11,29 @@ Both are XLA ops with no kernel in the plain TF runtime, hence the flag: the
 same code traced outside it is a plain TF graph (TF Serving without XLA).
 The in-place write alone also has a LiteRT builtin (DYNAMIC_UPDATE_SLICE),
 so the `.tflite` export traces under `in_place_writes()`.
+
+A plain TF graph has no in-place dynamic-update-slice, but it has
+`InplaceUpdate`, which writes rows of its input's buffer with no copy. It
+writes whatever buffer it is given, so it is only safe on a buffer that one
+graph run owns: `new_buffer` makes one (an `Empty` op, which is never
+constant-folded into a tensor shared by every run), and `write_at(...,
+owned=True)` uses `InplaceUpdate` on it under `owned_buffer_writes()` (the
+SavedModel's XLA-free decode loop, which TF Serving runs concurrently: each
+request's run has its own cache).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 _IN_XLA_PROGRAM = contextvars.ContextVar("in_xla_program", default=False)
 _IN_PLACE_WRITES = contextvars.ContextVar("in_place_writes", default=False)
+_OWNED_BUFFER_WRITES = contextvars.ContextVar("owned_buffer_writes", default=False)
 
 
 @contextlib.contextmanager
@@ -45,6 +56,26 @@ def in_place_writes():
     """Mark the tracing of a graph for a runtime with a dynamic-update-slice
     (LiteRT), so `write_at` emits one instead of a gather and select."""
     return _setting(_IN_PLACE_WRITES)
+
+
+def owned_buffer_writes():
+    """Mark the tracing of a plain TF graph whose caches come from
+    `new_buffer`, so `write_at(..., owned=True)` writes them in place."""
+    return _setting(_OWNED_BUFFER_WRITES)
+
+
+def new_buffer(shape, dtype):
+    """Zeros of `shape`: under `owned_buffer_writes()` (outside XLA) a fresh
+    buffer per graph run, which `write_at(..., owned=True)` may write in place."""
+    if _OWNED_BUFFER_WRITES.get() and not _IN_PLACE_WRITES.get():
+        return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=True)
+    return tf.zeros(shape, dtype)
+
+
+def tracing_mode() -> tuple:
+    """What decides how this module's ops are traced: a graph cached across
+    modes (a shared block graph) must key its traces by it."""
+    return _IN_XLA_PROGRAM.get(), _IN_PLACE_WRITES.get(), _OWNED_BUFFER_WRITES.get()
 
 
 def in_xla_program() -> bool:
@@ -74,21 +105,25 @@ def weight_matmul(x, kernel):
     return y
 
 
-def write_at(tensor, update, index, axis: int):
+def write_at(tensor, update, index, axis: int, owned: bool = False):
     """`tensor` with `update` written at `index` along `axis` (all other
     dimensions of `update` equal `tensor`'s).
 
     In an XLA program (or under `in_place_writes()`): a dynamic-update-slice,
     done in place when `tensor` is a loop variable (or, in LiteRT, when the
-    runtime binds one buffer as the tensor's input and output). Elsewhere: a select between `tensor` and `update`
-    gathered into place, which any TF runtime runs (TF Serving, LiteRT:
-    unlike a concat of slices it never makes an empty tensor, which LiteRT's
-    XNNPACK delegate cannot reshape)."""
+    runtime binds one buffer as the tensor's input and output). Under
+    `owned_buffer_writes()`, when the caller says `tensor` came from
+    `new_buffer` (`owned`): `InplaceUpdate` on that buffer. Elsewhere: a
+    select between `tensor` and `update` gathered into place, which any TF
+    runtime runs (unlike a concat of slices it never makes an empty tensor,
+    which LiteRT's XNNPACK delegate cannot reshape)."""
     update = tf.cast(update, tensor.dtype)
     if _IN_PLACE_WRITES.get() and not isinstance(index, int):
         starts = [tf.zeros([], tf.int32)] * tensor.shape.rank
         starts[axis] = tf.cast(index, tf.int32)
         return xla.dynamic_update_slice(tensor, update, tf.stack(starts))
+    if owned and _OWNED_BUFFER_WRITES.get() and not _IN_PLACE_WRITES.get():
+        return _write_rows_in_place(tensor, update, index, axis)
     length = tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]
     width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]
     offset = tf.range(length) - tf.cast(index, tf.int32)  # where each slot reads `update`
@@ -96,3 +131,21 @@ def write_at(tensor, update, index, axis: int):
     placed = tf.gather(update, tf.clip_by_value(offset, 0, width - 1), axis=axis)
     broadcast = [1] * axis + [-1] + [1] * (tensor.shape.rank - axis - 1)
     return tf.where(tf.reshape(inside, broadcast), placed, tensor)
+
+
+def _write_rows_in_place(tensor, update, index, axis: int):
+    """`InplaceUpdate` on `tensor` viewed as rows [outer * length, inner]:
+    update's positions become the rows outer * length + index + t. The
+    reshapes share the buffer, so nothing is copied. Sizes the static shape
+    knows stay Python ints: in a decode step these ops run once per layer."""
+    outer_dims = dims(tensor, axis + 1)
+    length = outer_dims[axis]
+    width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]
+    inner = math.prod(tensor.shape[axis + 1:])  # the head size: always static
+    outer = -1 if axis == 1 else math.prod(outer_dims[:axis])
+    rows = tf.reshape(tensor, [-1, inner])
+    starts = tf.range(tf.shape(rows)[0] // length if outer == -1 else outer) * length
+    positions = tf.cast(index, tf.int32) + tf.range(width)
+    written = tf.raw_ops.InplaceUpdate(x=rows, i=tf.reshape(starts[:, None] + positions, [-1]),
+                                       v=tf.reshape(update, [-1, inner]))
+    return tf.reshape(written, tf.shape(tensor))

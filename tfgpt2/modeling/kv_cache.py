@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from tfgpt2.modeling.compiled import dims, write_at
+from tfgpt2.modeling.compiled import dims, new_buffer, write_at
 
 
 class KVCache(NamedTuple):
@@ -35,8 +35,9 @@ class KVCache(NamedTuple):
         written are masked out but still multiplied by 0, so they must hold
         finite numbers."""
         shape = [batch * config.n_head, length, config.head_dim]
-        zeros = tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer))
-        return cls(zeros, tuple(tf.zeros(shape, dtype) for _ in range(config.n_layer)))
+        dtype = tf.as_dtype(dtype)
+        return cls(tuple(new_buffer(shape, dtype) for _ in range(config.n_layer)),
+                   tuple(new_buffer(shape, dtype) for _ in range(config.n_layer)))
 
     @classmethod
     def from_layers(cls, layers) -> KVCache:
@@ -47,8 +48,8 @@ class KVCache(NamedTuple):
     @staticmethod
     def heads_as_rows(t):
         """[B, H, T, D] (attention's per-head layout) -> [B * H, T, D]."""
-        batch, heads, length, depth = dims(t, 4)
-        return tf.reshape(t, [batch * heads, length, depth])
+        _, _, length, depth = dims(t, 4)
+        return tf.reshape(t, [-1, length, depth])
 
     def layer(self, i: int) -> tuple:
         return self.keys[i], self.values[i]
@@ -90,7 +91,8 @@ def in_cache_layout(t, layer_cache):
 def write_position(layer_cache, keys, values, index) -> tuple:
     """One layer's `(keys, values)` cache with `keys`/`values` (in the
     cache's layout, T positions) written at position `index` (in place
-    inside an XLA program)."""
+    inside an XLA program, and in a plain graph whose cache came from
+    `KVCache.empty` under `owned_buffer_writes()`)."""
     axis = layer_cache[0].shape.rank - 2  # the positions
-    return (write_at(layer_cache[0], keys, index, axis=axis),
-            write_at(layer_cache[1], values, index, axis=axis))
+    return (write_at(layer_cache[0], keys, index, axis=axis, owned=True),
+            write_at(layer_cache[1], values, index, axis=axis, owned=True))

@@ -42,7 +42,8 @@ class Linear(keras.layers.Layer):
         rank = x.shape.rank
         flat = x if rank == 2 else tf.reshape(x, [-1, self.kernel.shape[1]])
         y = tf.nn.bias_add(weight_matmul(flat, self.kernel), self.bias)
-        return y if rank == 2 else tf.reshape(y, dims(x, rank - 1) + [self.units])
+        # -1 for the batch: no shape ops when the other sizes are static.
+        return y if rank == 2 else tf.reshape(y, [-1, *dims(x, rank - 1)[1:], self.units])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -142,8 +143,8 @@ class GPT2Attention(keras.layers.Layer):
         self.c_attn.build(input_shape)
         self.c_proj.build(tuple(input_shape[:-1]) + (self.n_embd,))
 
-    def _split_heads(self, x, batch, length):  # [B, T, C] -> [B, H, T, D]
-        x = tf.reshape(x, [batch, length, self.n_head, self.head_dim])
+    def _split_heads(self, x, length):  # [B, T, C] -> [B, H, T, D]
+        x = tf.reshape(x, [-1, length, self.n_head, self.head_dim])
         return tf.transpose(x, [0, 2, 1, 3])
 
     def call(self, x, attention_bias, cache=None, cache_index=None, training=None,
@@ -159,7 +160,7 @@ class GPT2Attention(keras.layers.Layer):
         """
         batch, length = dims(x, 2)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
-        q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))
+        q, k, v = (self._split_heads(t, length) for t in (q, k, v))
         scale = 1.0 / math.sqrt(self.head_dim)
         bias = tf.cast(attention_bias, "float32")
         if cache is not None:
@@ -183,8 +184,8 @@ class GPT2Attention(keras.layers.Layer):
             if q.shape.rank == 3:  # back to the cache's rows
                 probs = tf.reshape(probs, [batch * self.n_head, length, -1])
             out = tf.matmul(probs, v)
-        out = tf.reshape(out, [batch, self.n_head, length, self.head_dim])
-        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch, length, self.n_embd])
+        out = tf.reshape(out, [-1, self.n_head, length, self.head_dim])
+        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, length, self.n_embd])
         out = self.resid_dropout(self.c_proj(out), training=training)
         return out if cache is None else (out, new_cache)
 
