@@ -164,6 +164,45 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+def test_a_save_that_fails_late_writes_nothing(tmp_path, monkeypatch):
+    """The vocabulary is written last: failing there must not leave weights
+    and a config without it (a checkpoint that cannot load)."""
+    model = GPT2LMHeadModel.from_config(small_config(), seed=26)
+
+    def fail(self, directory):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("tfgpt2.tokenizer.hf_api.GPT2Tokenizer.save_pretrained", fail)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == []
+
+
+def test_save_into_a_directory_named_like_a_hub_model(tmp_path, monkeypatch):
+    """The guides save for offline use into `gpt2-medium/`; a model with no
+    checkpoint of its own must not look for its vocabulary there."""
+    from tokenizer_support import tiktoken_gpt2
+
+    monkeypatch.chdir(tmp_path)
+    GPT2LMHeadModel.from_config(small_config(), seed=27).save_pretrained("gpt2-medium")
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(
+        os.listdir("gpt2-medium"))
+    loaded = GPT2LMHeadModel.from_pretrained("gpt2-medium")
+    text = "Offline, from a directory named like the hub's model."
+    assert loaded.tokenizer.encode(text) == tiktoken_gpt2().encode(text)
+
+
+def test_a_single_file_save_removes_an_earlier_saves_shards(tmp_path):
+    GPT2Model.from_config(small_config(), seed=28).save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    model = GPT2Model.from_config(small_config(), seed=29)
+    model.save_pretrained(tmp_path)
+    assert sorted(f.name for f in tmp_path.glob("model*")) == ["model.safetensors"]
+    loaded = GPT2Model.from_pretrained(tmp_path)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 # --- bad checkpoints -----------------------------------------------------------
 
 

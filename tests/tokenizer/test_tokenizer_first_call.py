@@ -2,9 +2,8 @@
 time (never change ids or raise), and tokenizers of one vocabulary share
 their traced graphs. Oracle for ids: tiktoken.
 
-The one timed assertion here is a generous guard (seconds, in a fresh
-process) that catches a return to multi-second first calls; the numbers for
-the record come from tools/first_call.py."""
+No assertion here times anything (a loaded machine would fail it): the
+first-call guard is `python tools/first_call.py --guard`."""
 
 import json
 import os
@@ -126,7 +125,7 @@ _FIRST_CALL = textwrap.dedent("""
 """)
 
 
-def test_first_call_in_a_fresh_process_takes_well_under_seconds(tmp_path):
+def test_first_call_in_a_fresh_process_reads_the_cache_it_filled(tmp_path):
     env = dict(os.environ, TFGPT2_CACHE_DIR=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="2")
     runs = []
     for _ in range(2):  # the first run fills the cache
@@ -137,9 +136,6 @@ def test_first_call_in_a_fresh_process_takes_well_under_seconds(tmp_path):
     warm = runs[-1]
     assert warm["ids"] == warm["again"] == support.oracle_ids("hello world")
     assert list(tmp_path.glob("tokenizer/*.npz"))
-    # Generous: ~0.5 s here on a quiet machine; the old path took 3-8 s.
-    assert warm["first"] < 2.0, warm
-    assert warm["second"] < 0.5, warm
 
 
 def test_eager_first_calls_then_the_graph_give_the_same_ids():

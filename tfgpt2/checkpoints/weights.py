@@ -12,12 +12,12 @@ import dataclasses
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tfgpt2.config import GPT2Config
-from tfgpt2.files import atomic_path
 from tfgpt2.checkpoints.hub import TOKENIZER_FILES, WEIGHT_FILES, resolve_directory
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -282,37 +282,55 @@ def parse_size(size: int | str) -> int:
 
 def save_pretrained(model, directory: str | os.PathLike, max_shard_size: int | str | None = None):
     """Write config.json, the weights as safetensors in the HF layout
-    (`transformer.`-prefixed, Conv1D kernels [in, out]) and the vocabulary."""
+    (`transformer.`-prefixed, Conv1D kernels [in, out]) and the vocabulary.
+
+    All or nothing: every file is written into a temporary directory beside
+    `directory` first and moved in only once the whole checkpoint is there,
+    so an error (or an interrupt) leaves `directory` as it was. Weight files
+    of an earlier save that this one does not write are removed, so a
+    directory never mixes two checkpoints' shards."""
     from safetensors.numpy import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is a file; save_pretrained writes a directory "
+                                 "(choose another path).")
+    # Resolved before anything is written: the default vocabulary never
+    # depends on what sits in the working directory.
+    tokenizer = model.tokenizer
     tensors = {HF_PREFIX + s.hf_name: np.ascontiguousarray(
         s.variable.numpy().T if s.linear else s.variable.numpy()) for s in weight_specs(model)}
     metadata = {"format": "pt"}  # the PyTorch layout; transformers requires this key
     limit = parse_size(max_shard_size) if max_shard_size is not None else None
     shards = _split_shards(tensors, limit)
-    # Each file is written whole or not at all (an interrupted save leaves
-    # no half file), readable as a plain `open` would make it.
-    if len(shards) == 1:
-        with atomic_path(directory / SAFETENSORS_FILE) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards, 1):
-            filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            with atomic_path(directory / filename) as tmp:
-                save_file(shard, tmp, metadata=metadata)
-            weight_map.update({name: filename for name in shard})
-        index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
-                 "weight_map": weight_map}
-        with atomic_path(directory / SAFETENSORS_INDEX) as tmp:
-            tmp.write_text(json.dumps(index, indent=2, sort_keys=True))
-    with atomic_path(directory / "config.json") as tmp:
-        model.config.save_pretrained_to_file(tmp)
-    # The vocabulary travels with the weights: keras-hub and transformers
-    # read vocab.json + merges.txt from the same directory.
-    model.tokenizer.save_pretrained(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}.saving-") as tmp:
+        staging = Path(tmp)
+        if len(shards) == 1:
+            save_file(tensors, staging / SAFETENSORS_FILE, metadata=metadata)
+        else:
+            weight_map = {}
+            for i, shard in enumerate(shards, 1):
+                filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                save_file(shard, staging / filename, metadata=metadata)
+                weight_map.update({name: filename for name in shard})
+            index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
+                     "weight_map": weight_map}
+            (staging / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
+        model.config.save_pretrained_to_file(staging / "config.json")
+        # The vocabulary travels with the weights: keras-hub and transformers
+        # read vocab.json + merges.txt from the same directory.
+        tokenizer.save_pretrained(staging)
+        directory.mkdir(exist_ok=True)
+        written = {f.name for f in staging.iterdir()}
+        for stale in directory.glob("model*.safetensors*"):
+            if stale.name not in written:
+                stale.unlink()
+        # The mode a plain write gives (umask applied); safetensors makes its own.
+        mode = (staging / "config.json").stat().st_mode & 0o7777
+        for name in sorted(written, key=lambda n: n == "config.json"):  # config.json last
+            os.chmod(staging / name, mode)
+            os.replace(staging / name, directory / name)
 
 
 def _split_shards(tensors: dict, limit: int | None) -> list[dict]:

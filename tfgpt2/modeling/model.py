@@ -211,7 +211,9 @@ class GPT2PreTrainedModel(keras.Model):
             source = self._pretrained_directory
             has_vocab = source is not None and any(
                 (source / name).is_file() for name in ("vocab.json", "encoder.json"))
-            self._tokenizer = GPT2Tokenizer.from_pretrained(source if has_vocab else DEFAULT_PRESET)
+            # None: GPT-2's vocabulary from the offline copy, never a same-named
+            # directory in the working directory (a save into `gpt2-medium/`).
+            self._tokenizer = GPT2Tokenizer.from_pretrained(source if has_vocab else None)
         return self._tokenizer
 
     @tokenizer.setter
