@@ -124,3 +124,18 @@ def test_readme_block_runs_as_written(block, user_dir):
         if key in body:
             for path in paths:
                 assert (user_dir / path).exists(), f"{path} missing after:\n{body}"
+
+
+def test_what_the_guides_write_in_the_repository_is_ignored_by_git():
+    """Every output the README's and export/README's commands write (output
+    directories, reports, save_pretrained targets) is in .gitignore."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    text = README.read_text() + (ROOT / "export" / "README.md").read_text()
+    outputs = set(re.findall(r"--(?:output_dir|report)=([\w./-]+)", text))
+    outputs |= set(re.findall(r"save_pretrained\(\"([\w./-]+)\"\)", text))
+    outputs |= {"gpt2-medium"}  # the offline copy users save next to the repository
+    assert {"artifacts", "serving/gpt2-medium", "eval.json"} <= outputs
+    for path in sorted(p for p in outputs if not p.startswith("/")):  # inside the repository
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert ignored.returncode == 0, f"{path} (written by a guide) is not in .gitignore"

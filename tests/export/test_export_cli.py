@@ -36,6 +36,34 @@ def test_export_saved_model_writes_the_serving_layout(tiny_checkpoint, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "7" / "saved_model.pb").is_file()
     assert "Wrote SavedModel (no XLA)" in out.stdout
+    again = run("--mode=export", f"--model={tiny_checkpoint}", f"--output_dir={tmp_path}",
+                "--version=7")
+    lines = again.stderr.strip().splitlines()
+    assert again.returncode == 1 and len(lines) == 1, again.stderr[-2000:]
+    assert "pass --overwrite to replace it" in lines[0] and "--version=8" in lines[0]
+    assert "(--overwrite)" not in lines[0]
+
+
+def test_failed_exports_leave_no_empty_directories(tiny_model, tmp_path, monkeypatch):
+    from tfgpt2.export import saved_model
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(saved_model.SavedModelTarget, "write", interrupted)
+    destination = tmp_path / "new" / "serving"
+    try:
+        tiny_model.export(destination, format="tf_saved_model", version=1)
+    except KeyboardInterrupt:
+        pass
+    assert os.listdir(tmp_path) == []
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    try:
+        tiny_model.export(existing / "serving", format="tf_saved_model", version=1)
+    except KeyboardInterrupt:
+        pass
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(existing) == []
 
 
 def test_flags_of_the_other_format_are_refused(tiny_checkpoint, tmp_path):

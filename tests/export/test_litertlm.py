@@ -228,7 +228,7 @@ def test_an_existing_bundle_is_kept_unless_overwrite(oracle, bundles):
     _, model = oracle
     path = bundles["int8"]
     before = path.read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         model.export(path, format="litertlm", verbose=False)
     assert path.read_bytes() == before
 

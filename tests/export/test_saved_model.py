@@ -193,7 +193,7 @@ def test_long_prompts_and_bytes_that_are_not_utf8(exported, tiny_model):
 def test_existing_artifact_is_not_overwritten_unless_asked(tiny_model, tmp_path):
     first = tiny_model.export(tmp_path, format="tf_saved_model", version=1)
     stamp = (first / "saved_model.pb").stat().st_mtime_ns
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         tiny_model.export(tmp_path, format="tf_saved_model", version=1)
     assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
     tiny_model.export(tmp_path, format="tf_saved_model", version=1, overwrite=True)

@@ -188,7 +188,7 @@ def test_too_large_for_a_flatbuffer_names_what_fits():
 
 def test_existing_file_is_kept_unless_overwrite(tiny_model, tflite_path):
     before = tflite_path.read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
         tiny_model.export(tflite_path, format="litert", quantization="none")
     assert tflite_path.read_bytes() == before
 

@@ -205,3 +205,19 @@ def test_keras_compile_and_fit_on_token_ids(passage_dir, tiny_dir):
     assert model.evaluate(batch, verbose=0) == pytest.approx(expected, rel=1e-5)
     history = model.fit(dataset, steps_per_epoch=10, epochs=2, verbose=0).history["loss"]
     assert history[-1] < 0.5 * history[0]
+
+
+def test_a_glob_that_matches_nothing_leaves_no_output_directory(tiny_dir, tmp_path):
+    out = tmp_path / "runs" / "one"
+    with pytest.raises(FileNotFoundError, match="No file matches"):
+        finetune(train_files=str(tmp_path / "nothing" / "*.txt"), output_dir=str(out),
+                 model=str(tiny_dir), verbose=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_corpus_shorter_than_one_block_is_warned_about(tiny_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, ["Four tokens here."])
+    finetune(**settings(corpus, tiny_dir, tmp_path / "out", seq_len=32, train_steps=1))
+    err = capsys.readouterr().err
+    assert "shorter than one block of seq_len=32" in err and "lower --seq_len" in err

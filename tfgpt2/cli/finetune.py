@@ -3,6 +3,8 @@ command to resume after an interruption."""
 
 from __future__ import annotations
 
+import sys
+
 from absl import flags
 
 from tfgpt2.cli import CliError, Mode
@@ -74,12 +76,15 @@ def config_from_flags() -> FinetuneConfig:
 
 def run() -> None:
     config = config_from_flags()
-    from tfgpt2.training import TrainingDivergedError, finetune
+    from tfgpt2.training import TrainingDivergedError, TrainingInterrupted, finetune
 
     try:
         finetune(config)
     except TrainingDivergedError as err:
         raise CliError(str(err)) from None
+    except TrainingInterrupted as stop:  # one line, and the shell's exit status (130, 143)
+        print(stop.message, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
 
 
 MODE = Mode(

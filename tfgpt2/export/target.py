@@ -10,6 +10,7 @@ and options and writes the artifact.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 from pathlib import Path
 
@@ -50,6 +51,17 @@ class ArtifactModule(tf.Module):
         return self._model.lm_logits(hidden)
 
 
+def _missing_ancestors(path: Path) -> list[Path]:
+    """`path` (a directory artifact's base) and the directories above it that
+    do not exist yet, deepest first."""
+    missing = []
+    for parent in (path.absolute(), *path.absolute().parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
 class ExportTarget(abc.ABC):
     """One artifact format: `write` builds it at `path` from a model.
 
@@ -65,7 +77,15 @@ class ExportTarget(abc.ABC):
         if unknown:
             raise TypeError(f"format={self.format!r} takes {', '.join(self.options)} and "
                             f"overwrite, not {', '.join(unknown)}.")
-        return self.write(model, Path(path), overwrite=overwrite, **options)
+        path = Path(path)
+        missing = _missing_ancestors(path)
+        try:
+            return self.write(model, path, overwrite=overwrite, **options)
+        except BaseException:  # an error or an interrupt: no empty directories left behind
+            for directory in missing:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only if still empty
+            raise
 
     @abc.abstractmethod
     def write(self, model, path: Path, *, overwrite: bool, **options) -> Path:

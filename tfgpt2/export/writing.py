@@ -30,9 +30,11 @@ def claim(target: Path, overwrite: bool) -> None:
     """Refuse a non-empty `target` unless `overwrite`; make its parent."""
     if target.exists() and (target.is_file() or any(target.iterdir())):
         if not overwrite:
-            raise FileExistsError(f"{target} already exists; pass overwrite=True (--overwrite) to "
-                                  "replace it, or choose another destination (for a SavedModel, "
-                                  "another version: --version).")
+            # Library words; the command line turns `name=value` into flags.
+            other = (f" (for this SavedModel: another version, e.g. version={int(target.name) + 1})"
+                     if target.name.isdigit() else "")
+            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it, "
+                                  f"or write somewhere else{other}.")
     if target.parent.exists() and not target.parent.is_dir():
         raise NotADirectoryError(f"{target.parent} is a file; the artifact needs a directory "
                                  "there (choose another --output_dir).")

@@ -6,7 +6,9 @@ train step, checkpoints and resume, and the `finetune` entry point.
 """
 
 from tfgpt2.training.data import lm_dataset
+from tfgpt2.training.interrupts import TrainingInterrupted
 from tfgpt2.training.settings import FinetuneConfig
 from tfgpt2.training.trainer import FinetuneResult, TrainingDivergedError, finetune
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "TrainingDivergedError", "finetune", "lm_dataset"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "TrainingDivergedError", "TrainingInterrupted",
+           "finetune", "lm_dataset"]

@@ -120,17 +120,26 @@ class _Run:
                 "or less.")
         return gpt2_config
 
-    def _corpora(self, vocab_limit: int):
-        from tfgpt2.tokenizer import GPT2Tokenizer
+    def _text_files(self):
+        """The train and eval files, checked before the output directory is
+        made: a glob that matches nothing leaves no empty directory behind."""
         from tfgpt2.training import data
 
         config = self.config
-        train_paths = data.check_text_files(data.find_files(config.train_files, "train_files"),
-                                            "train_files")
-        eval_paths = None
+        self.train_paths = data.check_text_files(
+            data.find_files(config.train_files, "train_files"), "train_files")
+        self.eval_paths = None
         if config.eval_files:
-            eval_paths = data.check_text_files(data.find_files(config.eval_files, "eval_files"),
-                                               "eval_files")
+            self.eval_paths = data.check_text_files(
+                data.find_files(config.eval_files, "eval_files"), "eval_files")
+
+    def _corpora(self, vocab_limit: int):
+        from tfgpt2.tokenizer import GPT2Tokenizer
+        from tfgpt2.training import data
+        from tfgpt2.training.console import warn
+
+        config = self.config
+        train_paths, eval_paths = self.train_paths, self.eval_paths
         tokenizer = GPT2Tokenizer.from_pretrained(config.model).graph(split_special_tokens=False)
         cache_dir = config.cache_dir or os.fspath(self.output_dir / "tokens")
         separator = config.separator_text or config.document_separator
@@ -145,7 +154,12 @@ class _Run:
 
         self.train_corpus = packed(train_paths, "train")
         self.eval_corpus = packed(eval_paths, "eval") if eval_paths else None
-        self.train_paths = train_paths
+        targets = self.train_corpus.num_targets
+        if targets < config.seq_len:
+            warn(f"the training text is {targets + 1} tokens, shorter than one block of "
+                 f"seq_len={config.seq_len}: every step trains on the same {targets} target(s), "
+                 "the rest padding. Add text, or lower --seq_len (e.g. "
+                 f"--seq_len={max(1, targets)}).")
 
     def _manifest(self, gpt2_config) -> dict:
         model_config = gpt2_config.to_dict()
@@ -186,8 +200,9 @@ class _Run:
             self.eval_layout = data.BatchLayout(
                 config.eval_batch_size or config.global_batch_size // config.grad_accum_steps,
                 replicas, what="eval_batch_size")
-        self._prepare_output_dir()
+        self._text_files()
         gpt2_config = self._model_config()
+        self._prepare_output_dir()
         self._corpora(gpt2_config.vocab_size)
         self.store = CheckpointStore(self.output_dir / "checkpoints", config.keep_checkpoints,
                                      writer=self.chief)
@@ -223,7 +238,7 @@ class _Run:
         way; sets `step` and `loss` (the last ones)."""
         import tensorflow as tf
 
-        from tfgpt2.training import data
+        from tfgpt2.training import data, interrupts
 
         config, callbacks = self.config, self.callback_list
         train_data = self.strategy.distribute_datasets_from_function(
@@ -233,6 +248,15 @@ class _Run:
             callbacks.on_train_begin()
         tokens_per_step = config.global_batch_size * config.seq_len
         self.loss, self.step = math.nan, self.start
+        multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        with interrupts.StopRequests(enabled=not multi_worker) as stop:
+            self._steps(train_data, tokens_per_step, stop)
+
+    def _steps(self, train_data, tokens_per_step, stop):
+        """The loop's body; `stop` (`StopRequests`) is checked after each step."""
+        import tensorflow as tf
+
+        config, callbacks = self.config, self.callback_list
         tick = time.perf_counter()
         for step_index, batch in zip(range(self.start, config.train_steps), train_data):
             loss_t, norm_t = self.steps.train_step(batch, tf.constant(step_index, tf.int64))
@@ -263,6 +287,20 @@ class _Run:
                 self.store.save(step, self.checkpoint, self.manifest)
                 self.last_saved = step
                 tick = time.perf_counter()
+            if stop.signum is not None and not last:
+                self._interrupted(stop.signum)
+
+    def _interrupted(self, signum):
+        """Stop at this step: a checkpoint here, then `TrainingInterrupted`."""
+        from tfgpt2.training.interrupts import TrainingInterrupted
+
+        path = self.store.latest()[1] if self.last_saved == self.step else self.store.save(
+            self.step, self.checkpoint, self.manifest)
+        self.last_saved = self.step
+        self.report.close()
+        if self.callback_list:
+            self.callback_list.on_train_end({"loss": self.loss})
+        raise TrainingInterrupted(self.step, path, signum)
 
     def _diverged(self):
         self.report.close()
