@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import importlib
 import os as _os
+import sys as _sys
 from typing import TYPE_CHECKING
 
 # Keras 3 picks its backend at import; tfgpt2 is TensorFlow throughout.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# TensorFlow's C++ start-up lines (the CUDA probe's error on every CPU
+# machine, oneDNN, CPU features) hidden in Python and notebooks as on the
+# command line, unless the user set TF_CPP_MIN_LOG_LEVEL (tfgpt2.cli.quiet).
+if "--tf_logs" not in _sys.argv:
+    from tfgpt2.cli.quiet import quiet_tensorflow_logs as _quiet_tensorflow_logs
+
+    _quiet_tensorflow_logs()
 
 _EXPORTS = {
     "BytePairTokenizer": "tfgpt2.tokenizer",

@@ -4,6 +4,7 @@ the runner's greedy tokens equal `model.generate`'s, bad input is a clear
 error."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -208,3 +209,32 @@ def test_runner_needs_neither_tensorflow_nor_keras(tflite_path, tiny_model):
     assert result.returncode == 0, result.stderr[-3000:]
     expected = tiny_model.generate("Hello there", max_new_tokens=6, do_sample=False)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+NOISE = ("failed call to cuInit", "cudart_stub", "oneDNN custom operations",
+         "To enable the following instructions", "XNNPACK delegate", "accelerator_registry",
+         "absl::InitializeLog")
+
+
+def test_python_and_notebooks_see_no_start_up_log_lines(tflite_path, tiny_checkpoint):
+    """`import tfgpt2` hides TensorFlow's and LiteRT's C++ start-up lines as
+    the command line does, and keeps them when the user chose a level."""
+    script = textwrap.dedent(f"""
+        import sys
+        import tfgpt2
+        import tensorflow as tf
+        from tfgpt2.export.litert_runner import LiteRTRunner
+        model = tfgpt2.GPT2LMHeadModel.from_pretrained({str(tiny_checkpoint)!r})
+        model.generate("Hi", max_new_tokens=2, do_sample=False)
+        LiteRTRunner({str(tflite_path)!r}).generate("Hi", max_new_tokens=2, do_sample=False)
+        print("a line of the user's own", file=sys.stderr)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "a line of the user's own" in quiet.stderr
+    assert not [n for n in NOISE if n in quiet.stderr], quiet.stderr[-3000:]
+    chosen = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert chosen.returncode == 0 and "oneDNN custom operations" in chosen.stderr

@@ -1,10 +1,11 @@
-"""Quiet TensorFlow's C++ start-up log lines on the command line.
+"""Quiet TensorFlow's and LiteRT's C++ start-up log lines.
 
 TensorFlow prints 8-12 lines (oneDNN, CUDA, CPU features) when it starts,
 partly before its logging is configured, so `TF_CPP_MIN_LOG_LEVEL` cannot
-silence them all. The command line routes file descriptor 2 through a filter
-that drops lines in the C++ log format and passes everything else on.
-`--tf_logs` or a user-set `TF_CPP_MIN_LOG_LEVEL` keep everything.
+silence them all. `import tfgpt2` (so Python and notebooks) and the command
+line route file descriptor 2 through a filter that drops those lines and
+passes everything else on. `--tf_logs` (command line) or a user-set
+`TF_CPP_MIN_LOG_LEVEL` keep everything.
 """
 
 from __future__ import annotations
@@ -21,13 +22,21 @@ _CPP_LOG_LINE = re.compile(
     rb"^(?:[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|"
     rb"E\d{4} [^\]]*\] failed call to cuInit|"
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
-    rb"To enable the following instructions: .* rebuild TensorFlow)")
+    rb"To enable the following instructions: .* rebuild TensorFlow|"
+    # oneDNN's int64 notice, printed as an error even on CPUs with AVX-512.
+    rb"E\d{4} [^\]]*\] oneDNN supports DT_INT64 only on platforms with AVX-512|"
+    # LiteRT's start-up info (XNNPACK delegate, accelerator registry).
+    rb"INFO: (?:Created TensorFlow Lite XNNPACK delegate|\[[\w./-]+:\d+\] ))")
+_installed = False
 
 
 def quiet_tensorflow_logs() -> None:
-    """Call before TensorFlow is imported."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        return  # the user chose a level: respect it
+    """Call before TensorFlow is imported (later, it still drops the lines
+    printed from then on). Once per process."""
+    global _installed
+    if _installed or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return  # done, or the user chose a level: respect it
+    _installed = True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     try:
         real_stderr = os.dup(2)
