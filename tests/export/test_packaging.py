@@ -124,3 +124,22 @@ def test_model_export_writes_the_serving_saved_model(installed, tiny_checkpoint)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["path"] == "exported" and (work / "exported" / "saved_model.pb").is_file()
     assert "prompts" in result["inputs"] and result["num_tokens"] == [3]
+
+
+def test_save_pretrained_into_a_directory_named_like_the_hub_model(installed):
+    """What the guides do for offline use, from outside the source tree."""
+    python, _, work = installed
+    script = textwrap.dedent("""
+        import json, tfgpt2
+        config = tfgpt2.GPT2Config(n_layer=2, n_embd=64, n_head=4)
+        tfgpt2.GPT2LMHeadModel.from_config(config, seed=0).save_pretrained("gpt2-medium")
+        loaded = tfgpt2.GPT2LMHeadModel.from_pretrained("gpt2-medium")
+        print(json.dumps(loaded.tokenizer.encode("Hello world")))
+    """)
+    out = run([python, "-c", script], work)
+    assert out.returncode == 0, out.stderr[-3000:]
+    from tokenizer_support import tiktoken_gpt2
+
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == tiktoken_gpt2().encode("Hello world")
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(
+        os.listdir(work / "gpt2-medium"))
