@@ -107,25 +107,6 @@ def test_sampling_is_reproducible_per_seed(exported):
     assert all(n <= 64 for n in out["defaults"]) and len(set(out["random"])) > 1
 
 
-def test_sampled_tokens_agree_between_the_variants(served):
-    """The XLA and XLA-free loops run the same sampler on the same seeds."""
-    paths = {str(xla): str(path) for xla, path in served.items()}
-    out = run_fresh(f"""
-        import json, tensorflow as tf
-        rows = {{}}
-        for xla, path in {paths!r}.items():
-            serve = tf.saved_model.load(path).signatures["generate"]
-            r = serve(prompts=tf.constant(["Once upon a time", "The", ""]),
-                      max_new_tokens=tf.constant([9, 12, 5]),
-                      temperature=tf.constant([0.8, 1.0, 1.3]), top_k=tf.constant([40, 0, 5]),
-                      top_p=tf.constant([0.95, 1.0, 0.8]), seed=tf.constant([1, 2, 3]))
-            rows[str(xla)] = [ids[:n] for ids, n in zip(r["token_ids"].numpy().tolist(),
-                                                        r["num_tokens"].numpy().tolist())]
-        print(json.dumps(rows))
-    """)
-    assert out["False"] == out["True"]
-
-
 def test_every_input_is_batchable_and_none_needs_a_default(exported):
     """TF Serving's batching concatenates every input along dimension 0 and
     refuses 0-d ones; servers before 2.14 do not fill SignatureDef.defaults."""
