@@ -28,16 +28,24 @@ _CPP_LOG_LINE = re.compile(
     # LiteRT's start-up info (XNNPACK delegate, accelerator registry).
     rb"INFO: (?:Created TensorFlow Lite XNNPACK delegate|\[[\w./-]+:\d+\] ))")
 _installed = False
+_OURS = "TFGPT2_SET_TF_CPP_MIN_LOG_LEVEL"
+
+
+def _user_chose_a_level() -> bool:
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    return level is not None and level != os.environ.get(_OURS)
 
 
 def quiet_tensorflow_logs() -> None:
     """Call before TensorFlow is imported (later, it still drops the lines
     printed from then on). Once per process."""
     global _installed
-    if _installed or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if _installed or _user_chose_a_level():
         return  # done, or the user chose a level: respect it
     _installed = True
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # TensorFlow reads the level from the environment, so child processes
+    # inherit it too; the marker tells them it was ours, not the user's.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[_OURS] = "2"
     try:
         real_stderr = os.dup(2)
         read_end, write_end = os.pipe()

@@ -285,7 +285,8 @@ def choose_tokens_per_row(logits, seeds, *, temperature, top_k, top_p):
     largest logit of a row with top_k <= TOP_K_NATIVE_LIMIT comes from one
     TopK of that many candidates, the draw runs over them, and a vocabulary
     pass checks that no tie of the k-th lies outside them (else that row
-    draws over the vocabulary). Larger k use the bisection."""
+    draws over the vocabulary). Larger k take one TopK as wide as the
+    largest k outside XLA, the bisection inside it."""
     logits = tf.cast(logits, tf.float32)
     greedy_tokens = argmax(logits)
     sampling = temperature > 0.0
@@ -293,7 +294,9 @@ def choose_tokens_per_row(logits, seeds, *, temperature, top_k, top_p):
 
     def sample_rows():
         if in_xla_program():  # static shapes: every row, greedy ones masked out
-            return tf.where(sampling, _sample_rows(*settings), greedy_tokens)
+            finite = tf.where(sampling, temperature, 1.0)  # no 0 division for greedy rows
+            tokens = _sample_rows(logits, seeds, finite, top_k, top_p)
+            return tf.where(sampling, tokens, greedy_tokens)
         rows = tf.where(sampling)[:, 0]
         tokens = _sample_rows(*(tf.gather(t, rows) for t in settings))
         return tf.tensor_scatter_nd_update(greedy_tokens, rows[:, None], tokens)
