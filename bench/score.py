@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np
 from absl import app, flags
 
+from bench_support import random_medium_checkpoint
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["1", "2", "4"], "tfgpt2 windows per forward pass.")
 flags.DEFINE_integer("windows", 7, "Windows per run: the text is 1024 + (windows - 1) * 512 "
@@ -49,17 +51,6 @@ flags.DEFINE_string("checkpoint_dir", None,
                     "Reuse a saved random Medium checkpoint here (written if missing).")
 
 WINDOW = 1024
-
-
-def random_medium_checkpoint(directory: str) -> str:
-    if os.path.isfile(os.path.join(directory, "model.safetensors")):
-        return directory
-    from tfgpt2 import GPT2Config, GPT2LMHeadModel
-
-    print(f"Writing a seeded random GPT-2 Medium to {directory} ...", file=sys.stderr)
-    model = GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0)
-    model.save_pretrained(directory)
-    return directory
 
 
 def corpus_ids(num_tokens: int) -> np.ndarray:

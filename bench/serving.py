@@ -33,10 +33,13 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from bench_support import random_medium_checkpoint  # noqa: E402
+
+# The SavedModel in a TF1 Session as TF Serving holds it: the tests' helper.
+sys.path.insert(0, os.path.join(ROOT, "tests", "export"))
+import serving_session  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-bench-export"),
@@ -69,35 +72,12 @@ def ensure_saved_model(checkpoint, xla):
     return os.path.join(base, "1")
 
 
-class SessionModel:
-    """A SavedModel in a TF1 Session, as TF Serving holds it: `run` feeds a
-    signature's inputs by their tensor names (a Predict call)."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
-        self.signatures = meta.signature_def
-
-    def run(self, signature, **inputs):
-        sig = self.signatures[signature]
-        feeds = {sig.inputs[name].name: value for name, value in inputs.items()}
-        names = sorted(sig.outputs)
-        values = self.session.run([sig.outputs[n].name for n in names], feeds)
-        return dict(zip(names, values))
-
-
 def request(text, batch, setting, first_seed=0):
     values = SETTINGS[setting]
-    return dict(prompts=np.array([text] * batch, object),
-                max_new_tokens=np.full([batch], FLAGS.new_tokens, np.int32),
-                temperature=np.full([batch], values["temperature"], np.float32),
-                top_k=np.full([batch], values["top_k"], np.int32),
-                top_p=np.full([batch], values["top_p"], np.float32),
-                seed=np.arange(first_seed, first_seed + batch, dtype=np.int32))
+    return serving_session.request(
+        [text] * batch, max_new_tokens=[FLAGS.new_tokens] * batch,
+        **{name: [value] * batch for name, value in values.items()},
+        seed=list(range(first_seed, first_seed + batch)))
 
 
 def timed_call(model, inputs):
@@ -183,7 +163,7 @@ def main(argv):
     models, first = {}, {}
     for name, path in paths.items():
         start = time.perf_counter()
-        models[name] = SessionModel(path)
+        models[name] = serving_session.Served(path)
         timed_call(models[name], request(text, 1, "greedy"))
         first[name] = time.perf_counter() - start
     cases = [(int(b), s) for b in FLAGS.batch_sizes for s in FLAGS.settings]

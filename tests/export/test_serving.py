@@ -19,35 +19,14 @@ from tokenizer_support import tiktoken_gpt2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# A TF1 Session holding the SavedModel as TF Serving's loader holds it, and
-# `run(signature, **inputs)`: a Predict call, feeding inputs by tensor name.
-SESSION = textwrap.dedent("""
-    import json, threading
+# Prepended to each fresh process's script: the session helper (which
+# needs TensorFlow alone), and what a client keeps of each row.
+SESSION = textwrap.dedent(f"""
+    import json, sys
     import numpy as np
     import tensorflow as tf
-
-    class Served:
-        def __init__(self, path):
-            self.graph = tf.Graph()
-            self.session = tf.compat.v1.Session(graph=self.graph)
-            with self.graph.as_default():
-                meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
-            self.signatures = meta.signature_def
-
-        def run(self, name, **inputs):
-            sig = self.signatures[name]
-            names = sorted(sig.outputs)
-            values = self.session.run([sig.outputs[n].name for n in names],
-                                      {sig.inputs[k].name: v for k, v in inputs.items()})
-            return dict(zip(names, values))
-
-    def request(prompts, **settings):
-        dtypes = dict(max_new_tokens=np.int32, temperature=np.float32, top_k=np.int32,
-                      top_p=np.float32, seed=np.int32)
-        out = {k: np.asarray(v, dtypes[k]) for k, v in settings.items()}
-        out["prompts"] = np.asarray([p.encode() if isinstance(p, str) else p for p in prompts],
-                                    object)
-        return out
+    sys.path.insert(0, {HERE!r})
+    from serving_session import Served, request
 
     def rows(result):
         # What a client keeps of each row: its text, its count, its tokens.

@@ -67,6 +67,8 @@ def test_signals_save_the_step_and_the_rerun_ends_like_an_uninterrupted_run(setu
     for number in (signal.SIGINT, signal.SIGTERM):
         code, stdout, stderr, seconds = signal_after_progress(start(setup, out), out, [number],
                                                               past=resumed_at + 4)
+        # 30 s: the exit deadline the interrupt must keep (a tiny step and
+        # checkpoint take ~1 s); a liveness bound, not a speed measurement.
         assert code == 128 + number and seconds < 30, (code, seconds, stderr[-3000:])
         lines = stderr.strip().splitlines()
         step = latest_step(out)

@@ -332,18 +332,7 @@ def _sample_rows(logits, seeds, temperature, top_k, top_p):
         return tf.where(wide[:, None], kth_wide, threshold)
 
     threshold = tf.cond(tf.reduce_any(wide), with_wide_rows, lambda: threshold)
-    # Counted in float32 (exact here): no int32 reduction over the vocabulary.
-    kept = tf.reduce_sum(tf.cast(scaled >= threshold, tf.float32), axis=-1)
-    in_candidates = tf.reduce_sum(tf.cast(values >= threshold, tf.float32), axis=-1)
-    complete = narrow & (in_candidates == kept)
-    position = sample(values, seeds, top_p, keep=values >= threshold)
-    from_candidates = tf.gather(tokens, position[:, None], batch_dims=1)[:, 0]
-
-    def rows_from_the_vocabulary():
-        return tf.where(complete, from_candidates,
-                        sample(scaled, seeds, top_p, keep=scaled >= threshold))
-
-    return tf.cond(tf.reduce_all(complete), lambda: from_candidates, rows_from_the_vocabulary)
+    return _draw_from_candidates(scaled, values, tokens, threshold, seeds, top_p, eligible=narrow)
 
 
 def _largest(logits, k: int):
@@ -388,8 +377,21 @@ def sample_top_k(logits, k: int, seed, top_p=None):
     if candidates is None:
         return sample(logits, seed, top_p, keep=logits >= threshold)
     values, tokens = candidates
-    kept_anywhere = tf.reduce_sum(tf.cast(logits >= threshold, tf.int32), axis=-1)
-    complete = tf.reduce_sum(tf.cast(values >= threshold, tf.int32), axis=-1) == kept_anywhere
+    return _draw_from_candidates(logits, values, tokens, threshold, seed, top_p)
+
+
+def _draw_from_candidates(logits, values, tokens, threshold, seed, top_p, eligible=None):
+    """[B] tokens drawn from softmax(logits) over `logits >= threshold`,
+    through the candidates (`values`, their `tokens`) wherever they hold
+    every kept token; a row where they do not (ties of the threshold beyond
+    them), or that is not `eligible`, draws over the vocabulary. The choice
+    is per row, so a row's token never depends on the other rows."""
+    # Counted in float32 (exact below 2**24): a GPU keeps int32 reductions
+    # in host memory, which would copy the row there.
+    kept = tf.reduce_sum(tf.cast(logits >= threshold, tf.float32), axis=-1)
+    complete = tf.reduce_sum(tf.cast(values >= threshold, tf.float32), axis=-1) == kept
+    if eligible is not None:
+        complete &= eligible
     position = sample(values, seed, top_p, keep=values >= threshold)
     from_candidates = tf.gather(tokens, position[:, None], batch_dims=1)[:, 0]
 

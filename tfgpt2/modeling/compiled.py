@@ -142,9 +142,8 @@ def _write_rows_in_place(tensor, update, index, axis: int):
     length = outer_dims[axis]
     width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]
     inner = math.prod(tensor.shape[axis + 1:])  # the head size: always static
-    outer = -1 if axis == 1 else math.prod(outer_dims[:axis])
     rows = tf.reshape(tensor, [-1, inner])
-    starts = tf.range(tf.shape(rows)[0] // length if outer == -1 else outer) * length
+    starts = tf.range(math.prod(outer_dims[:axis])) * length
     positions = tf.cast(index, tf.int32) + tf.range(width)
     written = tf.raw_ops.InplaceUpdate(x=rows, i=tf.reshape(starts[:, None] + positions, [-1]),
                                        v=tf.reshape(update, [-1, inner]))
