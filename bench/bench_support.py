@@ -1,5 +1,6 @@
 """What the bench scripts share: the seeded random GPT-2 Medium they all
-measure (real weights cannot be downloaded on every machine that benches)."""
+measure (real weights cannot be downloaded on every machine that benches),
+and the model FLOPs that MFU is counted in."""
 
 from __future__ import annotations
 
@@ -7,13 +8,29 @@ import os
 import sys
 
 
-def random_medium_checkpoint(directory: str) -> str:
-    """`directory`, holding a seeded random GPT-2 Medium (written if missing)."""
+def random_checkpoint(directory: str, config, what: str) -> str:
+    """`directory`, holding a seeded random GPT-2 of `config` (a
+    `GPT2Config`), written if missing; `what` names it in the message."""
     if os.path.isfile(os.path.join(directory, "model.safetensors")):
         return directory
-    from tfgpt2 import GPT2Config, GPT2LMHeadModel
+    from tfgpt2 import GPT2LMHeadModel
 
-    print(f"Writing a seeded random GPT-2 Medium to {directory} ...", file=sys.stderr)
-    model = GPT2LMHeadModel.from_config(GPT2Config.from_preset("gpt2-medium"), seed=0)
+    print(f"Writing a seeded random {what} to {directory} ...", file=sys.stderr)
+    model = GPT2LMHeadModel.from_config(config, seed=0)
     model.save_pretrained(directory)
     return directory
+
+
+def random_medium_checkpoint(directory: str) -> str:
+    """`directory`, holding a seeded random GPT-2 Medium (written if missing)."""
+    from tfgpt2 import GPT2Config
+
+    return random_checkpoint(directory, GPT2Config.from_preset("gpt2-medium"), "GPT-2 Medium")
+
+
+def training_flops_per_token(num_params: int, n_layer: int, n_embd: int, seq_len: int) -> int:
+    """Model FLOPs of one trained token (BENCHMARKS.md): 6N for the weight
+    matmuls forward and backward, plus 12 L H Q T for attention's scores and
+    weighted sums (H Q = n_embd, T = seq_len). N counts the tied embedding
+    once, as the LM head's matmul. MFU = tok/s x this / peak FLOP/s."""
+    return 6 * num_params + 12 * n_layer * n_embd * seq_len

@@ -226,6 +226,8 @@ def medium_child() -> None:
     from tfgpt2.training.step import Steps
     from tfgpt2.training.strategy import replicas_on_cpu
 
+    from bench_support import training_flops_per_token
+
     seq = 1024
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     settings = FinetuneConfig(train_files="-", output_dir="-", train_steps=10**6)
@@ -241,7 +243,7 @@ def medium_child() -> None:
     result = measure(lambda: float(steps.train_step(batch, tf.constant(next(index), tf.int64))[0]),
                      1, FLAGS.steps)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    flops = 6 * model.count_params() + 12 * 24 * 1024 * seq  # per token, see BENCHMARKS.md
+    flops = training_flops_per_token(model.count_params(), 24, 1024, seq)
     print("GPT-2 Medium (24 x 1024), seq 1024, batch 1, fp32, AdamW, one device, "
           + ("one XLA program" if jit_compile else "plain-graph gradient, XLA update"))
     print("| first step, compilation included (s) | s/step | tok/s | peak RSS (GB) | cores used | "
