@@ -86,12 +86,14 @@ flags.DEFINE_list("train_precisions", ["auto"], "Training precisions: fp32, bf16
 flags.DEFINE_list("tasks", ["decode", "eval", "train"], "What to measure after the parity "
                   "check (which always runs).")
 flags.DEFINE_list("decode_batches", ["1", "32"], "Rows per generate call.")
-flags.DEFINE_integer("train_batch_per_replica", None, "Sequences per replica per step "
-                     "(default 4 for medium at seq 1024).")
-flags.DEFINE_float("peak_tflops", None, "Peak dense TFLOP/s of one device for the training "
-                   "precision; overrides the table of known GPUs for MFU.")
-flags.DEFINE_float("parity_rtol", 1e-3, "Largest allowed max |logit difference| / max(1, max "
-                   "|logit|) between the accelerator and the CPU in fp32.")
+flags.DEFINE_integer("train_batch_per_replica", None, lower_bound=1,
+                     help="Sequences per replica per step (default 4, at seq 1024 for medium).")
+flags.DEFINE_float("peak_tflops", None, lower_bound=0.0,
+                   help="Peak dense TFLOP/s of one device for the training precision; "
+                   "overrides the table of known GPUs for MFU.")
+flags.DEFINE_float("parity_rtol", 1e-3, lower_bound=0.0,
+                   help="Largest allowed max |logit difference| / max(1, max |logit|) between "
+                   "the accelerator and the CPU in fp32.")
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 TRAIN_PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # FinetuneConfig's names
@@ -149,7 +151,8 @@ def describe_machine(tf) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in info
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return {"gpus": gpus, "accelerator": "GPU" if gpus else "CPU", "cpu": cpu,
@@ -420,7 +423,8 @@ def train_row(tf, path: str, precision: str, batch_per_replica: int, settings, m
         lambda ctx, step=step: rows(step, ctx)) for step in range(steps)]
     times = []
     for step, batch in enumerate(batches):
-        seconds, loss = timed(lambda: float(train.train_step(batch, tf.constant(step, tf.int64))[0]))
+        seconds, loss = timed(
+            lambda: float(train.train_step(batch, tf.constant(step, tf.int64))[0]))
         if not np.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at step {step + 1}")
         times.append(seconds)
@@ -468,12 +472,17 @@ def table(machine, description, verdict, rows) -> str:
         f"tfgpt2 GPU check, {machine['date_utc']}: {description}",
         f"Devices: {devices}. TensorFlow {machine['tensorflow']} (CUDA build: "
         f"{machine['cuda_build']}), Keras {machine['keras']}, TF32 for fp32: "
-        f"{'on' if machine['tf32'] else 'off'}. Load at start {machine['load_average_at_start']:.2f}.",
+        f"{'on' if machine['tf32'] else 'off'}. Load at start "
+        f"{machine['load_average_at_start']:.2f}.",
         f"Parity (fp32, TF32 off) vs the CPU: max |logit difference| "
         f"{verdict['max_abs_logits_diff']:.3g} (relative {verdict['relative_diff']:.2g}, "
         f"tolerance {verdict['rtol']:g}); greedy tokens equal {verdict['greedy_tokens_equal']}/"
         f"{verdict['greedy_tokens']}: {'PASSED' if verdict['passed'] else 'FAILED'}"
         + (f" ({verdict['note']})" if verdict["note"] else ""),
+    ]
+    if not rows:
+        return "\n".join(lines)
+    lines += [
         "",
         "| task | precision | batch | device | tok/s | first call/steps (s) | s per call/step "
         "| MFU | max logit diff vs CPU fp32 | setting / status |",
@@ -517,10 +526,14 @@ def main(argv):
     machine = describe_machine(tf)
     if not machine["gpus"]:
         split_cpu(tf)
+        if FLAGS.preset == "medium" or FLAGS.model:
+            say("warning: no GPU visible, so everything runs on the CPU, where GPT-2 Medium "
+                "takes tens of minutes; `--preset=tiny --quick` is the smoke run.")
     device = machine["accelerator"]
     say(f"devices: {[g['name'] for g in machine['gpus']] or 'no GPU, the CPU only'}; "
         f"TensorFlow {machine['tensorflow']}")
-    precisions = resolve_precisions(FLAGS.precisions, machine, ["fp32", mixed_precision_for(machine)])
+    precisions = resolve_precisions(FLAGS.precisions, machine,
+                                    ["fp32", mixed_precision_for(machine)])
     train_precisions = resolve_precisions(FLAGS.train_precisions, machine,
                                           [mixed_precision_for(machine)])
     report = {"machine": machine, "settings": {"preset": FLAGS.preset, "quick": FLAGS.quick,

@@ -110,6 +110,6 @@ def require(result: dict) -> None:
     if not result["passed"]:
         raise ParityError(
             f"PARITY FAILED: the accelerator's fp32 results differ from the CPU's on the same "
-            f"weights: {result['problem']}. The speed numbers would be meaningless, so none "
-            "were measured. Check the TensorFlow/CUDA install (versions, driver), and rerun "
-            "with --parity_rtol to see how far off it is.")
+            f"weights: {result['problem']}. Speed numbers of wrong results mean nothing, so "
+            "none were measured. Check the TensorFlow and CUDA install (versions, driver); "
+            "if this difference is acceptable to you, rerun with a larger --parity_rtol.")
