@@ -72,7 +72,7 @@ from gpu_support import ParityError, judge, known_peak, require  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "medium", ["medium", "tiny"],
                   "Model size of the random checkpoint and the step counts: GPT-2 Medium, or a "
-                  "2-layer model (n_embd 64, context 128) for a smoke run.")
+                  "1-layer model (n_embd 64, context 128, vocabulary 512) for a smoke run.")
 flags.DEFINE_string("model", None, "A checkpoint directory or hub name to measure instead of "
                     "random weights (its own sizes; --preset still sets the step counts).")
 flags.DEFINE_string("checkpoint_dir", None, "Where the seeded random checkpoint is written, and "
@@ -99,7 +99,7 @@ PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float1
 TRAIN_PRECISIONS = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}  # FinetuneConfig's names
 # A small vocabulary keeps the smoke run's compilations short; prompts are
 # token ids, so no tokenizer has to match it.
-TINY = dict(n_layer=2, n_embd=64, n_head=4, n_positions=128, vocab_size=512, bos_token_id=511,
+TINY = dict(n_layer=1, n_embd=64, n_head=4, n_positions=128, vocab_size=512, bos_token_id=511,
             eos_token_id=511)
 # Per preset: prompt and new tokens of decode, parity's greedy tokens,
 # training's sequence and batch, steps (untimed first, then timed), timed
@@ -201,7 +201,7 @@ def checkpoint_path(workdir: str) -> tuple[str, str]:
     if FLAGS.preset == "medium":
         config, what = GPT2Config.from_preset("gpt2-medium"), "GPT-2 Medium"
     else:
-        config, what = GPT2Config(**TINY), "tiny GPT-2 (2 x 64, context 128, vocabulary 512)"
+        config, what = GPT2Config(**TINY), "tiny GPT-2 (1 x 64, context 128, vocabulary 512)"
     return random_checkpoint(directory, config, what), f"seeded random {what}"
 
 
