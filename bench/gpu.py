@@ -327,13 +327,17 @@ def inference_rows(path, fp32_model, precisions, batches, settings, verdict, dev
         base = {"precision": precision, "device": device}
         try:
             model = fp32_model if precision == "fp32" else load(path, precision)
-        except Exception as err:  # noqa: BLE001
-            rows += [{**base, "task": "decode", "batch": b, "status": "unsupported",
-                      "error": error_text(err)} for b in batches]
+            # How far this precision's logits are from the CPU's fp32 ones.
+            drift = float(np.max(np.abs(model(verdict["prompt_ids"])["logits"].numpy()[0]
+                                        - verdict["reference_logits"])))
+        except Exception as err:  # noqa: BLE001 -- the precision's rows say why
+            say(f"{precision}: the model does not build or run: {error_text(err)}")
+            failed = {**base, "error": error_text(err)}
+            rows += [{**failed, "task": "decode", "batch": b, "status": "unsupported"}
+                     for b in batches]
+            if "eval" in FLAGS.tasks:
+                rows.append({**failed, "task": "eval", "batch": None, "status": "failed"})
             continue
-        # Drift of this precision's logits from the fp32 CPU reference.
-        drift = float(np.max(np.abs(model(verdict["prompt_ids"])["logits"].numpy()[0]
-                                    - verdict["reference_logits"])))
         for batch in batches:
             row = guarded(lambda: decode_row(model, precision, batch, settings, device),
                           {**base, "task": "decode", "batch": batch})
