@@ -171,14 +171,14 @@ def mixed_precision_for(machine) -> str:
     return "fp16" if old else "bf16"
 
 
-def resolve_precisions(names, machine, default) -> list[str]:
-    names = [n.strip().lower() for n in names if n.strip()]
-    if names == ["auto"]:
-        return default
-    unknown = sorted(set(names) - set(PRECISIONS))
-    if unknown:
-        raise app.UsageError(f"unknown precision(s) {unknown}; use fp32, bf16, fp16 or auto.")
-    return names
+def resolve_precisions(names, default) -> list[str]:
+    """The flag's precisions (checked by `check_flags`), `auto` as `default`."""
+    resolved = []
+    for name in (n.strip().lower() for n in names):
+        for precision in default if name == "auto" else [name]:
+            if precision not in resolved:
+                resolved.append(precision)
+    return resolved
 
 
 def peak_tflops(machine, precision: str) -> tuple[float | None, str]:
@@ -512,19 +512,38 @@ def table(machine, description, verdict, rows) -> str:
 def write_json(path: str, report: dict) -> None:
     from tfgpt2.files import atomic_path
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
-def main(argv):
-    del argv
-    settings = dict(SETTINGS[FLAGS.preset], **(QUICK if FLAGS.quick else {}))
-    batches = [int(b) for b in FLAGS.decode_batches]
+def check_flags() -> list[int]:
+    """Every flag checked before minutes of work; returns the decode batches."""
     unknown = sorted(set(FLAGS.tasks) - {"decode", "eval", "train"})
     if unknown:
         raise app.UsageError(f"unknown task(s) {unknown}; use decode, eval, train.")
+    for name in ("precisions", "train_precisions"):
+        unknown = sorted({n.strip().lower() for n in getattr(FLAGS, name)} - {*PRECISIONS, "auto"})
+        if unknown:
+            raise app.UsageError(f"--{name}: unknown {unknown}; use fp32, bf16, fp16 or auto.")
+    if not all(b.strip().isdigit() and int(b) > 0 for b in FLAGS.decode_batches):
+        raise app.UsageError(f"--decode_batches={','.join(FLAGS.decode_batches)}: give positive "
+                             "integers, e.g. 1,32.")
+    directory = os.path.dirname(os.path.abspath(FLAGS.output))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise app.UsageError(f"--output={FLAGS.output}: cannot create {directory} "
+                             f"({err.strerror}).") from None
+    if not os.access(directory, os.W_OK):
+        raise app.UsageError(f"--output={FLAGS.output}: {directory} is not writable; choose "
+                             "another path.")
+    return [int(b) for b in FLAGS.decode_batches]
+
+
+def main(argv):
+    del argv
+    batches = check_flags()
+    settings = dict(SETTINGS[FLAGS.preset], **(QUICK if FLAGS.quick else {}))
     import tensorflow as tf
 
     machine = describe_machine(tf)
@@ -533,13 +552,11 @@ def main(argv):
         if FLAGS.preset == "medium" or FLAGS.model:
             say("warning: no GPU visible, so everything runs on the CPU, where GPT-2 Medium "
                 "takes tens of minutes; `--preset=tiny --quick` is the smoke run.")
-    device = machine["accelerator"]
+    device = "GPU:0" if machine["gpus"] else "CPU"
     say(f"devices: {[g['name'] for g in machine['gpus']] or 'no GPU, the CPU only'}; "
         f"TensorFlow {machine['tensorflow']}")
-    precisions = resolve_precisions(FLAGS.precisions, machine,
-                                    ["fp32", mixed_precision_for(machine)])
-    train_precisions = resolve_precisions(FLAGS.train_precisions, machine,
-                                          [mixed_precision_for(machine)])
+    precisions = resolve_precisions(FLAGS.precisions, ["fp32", mixed_precision_for(machine)])
+    train_precisions = resolve_precisions(FLAGS.train_precisions, [mixed_precision_for(machine)])
     report = {"machine": machine, "settings": {"preset": FLAGS.preset, "quick": FLAGS.quick,
                                                **settings}, "rows": []}
     with tempfile.TemporaryDirectory(prefix="tfgpt2-gpu-bench-") as workdir:
