@@ -4,6 +4,7 @@ completes with every row and a passed parity check, and its judgements
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,9 +14,20 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
 
-from gpu_support import ParityError, judge, known_peak, require  # noqa: E402
+
+def _bench_module(name: str):
+    """A bench/ module by its path (bench/ is not put on sys.path: its
+    `train.py`, `export.py`, ... would shadow other imports)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_support = _bench_module("gpu_support")
+ParityError, judge, known_peak, require = (gpu_support.ParityError, gpu_support.judge,
+                                           gpu_support.known_peak, gpu_support.require)
 
 
 def tiny_parameter_count(n_layer=1, n_embd=64, n_positions=128, vocab=512) -> int:
