@@ -63,10 +63,14 @@ finetune(**settings, output_dir={str(setup / "one")!r}, strategy="one_device")
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2
 finetune(**settings, output_dir={str(setup / "mirrored")!r}, strategy=mirrored, grad_accum_steps=2)
+# One replica under MirroredStrategy (one GPU with --strategy=mirrored).
+finetune(**settings, output_dir={str(setup / "mirrored_one")!r},
+         strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
 """
     done = run_python(code)
     assert done.returncode == 0, done.stderr[-3000:]
     assert max_weight_difference(setup / "one", setup / "mirrored") < TOLERANCE
+    assert max_weight_difference(setup / "one", setup / "mirrored_one") < TOLERANCE
     assert max_weight_difference(setup / "one", setup / "init") > 1e-3
 
 

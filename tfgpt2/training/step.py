@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfgpt2.modeling.losses import target_nll
 
 _SEED_STRIDE = 1 << 20  # dropout draws per (step, replica) before streams could meet
+_MIRRORED = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 class Steps:
@@ -55,13 +56,19 @@ class Steps:
         self.variables = model.trainable_variables
         self.seed_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         # The run's one way to step, chosen here; only its programs are built.
-        if self.num_replicas == 1 and not self.loss_scaling and jit_compile:
+        # Under a Mirrored strategy the optimizer's apply is a merge_call even
+        # with one replica (one GPU, `--strategy=mirrored`), which cannot run
+        # inside a nested tf.function: only the default and one-device
+        # strategies may fuse the update into the replica's program.
+        fused = (self.num_replicas == 1 and not self.loss_scaling
+                 and not isinstance(strategy, _MIRRORED))
+        if fused and jit_compile:
             # One replica needs no all-reduce between gradient and update, so
             # the update joins the same XLA program (the AdamW arithmetic over
             # every weight fuses). fp16's loss-scale bookkeeping stays outside.
             self._replica_step = self._one_program_step
             self._update = tf.function(self._replica_update, jit_compile=True)
-        elif self.num_replicas == 1 and not self.loss_scaling:
+        elif fused:
             # A plain-graph gradient (`finetune`'s choice on CPUs, where TF's
             # oneDNN matmuls are faster), then the update as an XLA program of
             # its own: as plain TF ops AdamW reads and writes every weight a
