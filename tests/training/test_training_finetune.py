@@ -6,6 +6,7 @@ a clear error that leaves the last good checkpoint in place."""
 import errno
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -54,14 +55,41 @@ def scalar_tags(log_dir) -> set:
     return tags
 
 
-def test_loss_falls_and_the_passage_comes_back_by_greedy_decoding(tiny_dir, passage_dir, tmp_path):
+def _progress_lines(out: str, total: int) -> list[tuple[int, float | None]]:
+    """(step, eval_loss shown or None) for each progress line Keras drew."""
+    lines = []
+    for frame in re.split(r"[\r\n]", out.replace("\b", "")):
+        frame = re.sub(r"\x1b\[[0-9;]*m", "", frame)
+        step = re.search(rf"(\d+)/{total} ", frame)
+        if step:
+            shown = re.search(r"eval_loss: (\S+)", frame)
+            lines.append((int(step.group(1)), float(shown.group(1)) if shown else None))
+    return lines
+
+
+def test_loss_falls_and_the_passage_comes_back_by_greedy_decoding(tiny_dir, passage_dir, tmp_path,
+                                                                   capsys, monkeypatch):
     import keras_hub
 
+    from tfgpt2.training import trainer
+
+    returned = {}  # step -> what the evaluation returned there
+    evaluate = trainer._Run._evaluate  # noqa: SLF001
+    monkeypatch.setattr(trainer._Run, "_evaluate",  # noqa: SLF001
+                        lambda run: returned.setdefault(run.step, evaluate(run)))
     out = tmp_path / "run"
     result = finetune(train_files=str(passage_dir / "*.txt"), eval_files=str(passage_dir / "*.txt"),
                       output_dir=str(out), model=str(tiny_dir), global_batch_size=2, seq_len=32,
                       train_steps=40, learning_rate=1e-2, warmup_steps=5, eval_every=20,
-                      checkpoint_every=20, verbose=False)
+                      checkpoint_every=20, verbose=True)
+    # Every progress line shows the latest evaluation's loss (none before the
+    # first); Keras draws at most every 0.05 s, but always the last line.
+    lines = _progress_lines(capsys.readouterr().out, 40)
+    assert sorted(returned) == [20, 40] and lines[-1][0] == 40
+    for step, shown in lines:
+        latest = max((s for s in returned if s <= step), default=None)
+        want = None if latest is None else pytest.approx(returned[latest], abs=6e-5)  # 4 decimals
+        assert shown == want, (step, shown, returned)
     losses = result.history["loss"]
     assert len(losses) == 40 and losses[0] > 10 and losses[-1] < 0.1 * losses[0]
     # Each step logs the rate it used: warmup (s + 1) / 5 of the peak, then cosine.

@@ -32,6 +32,10 @@ class RunReport:
             stateful_metrics=["loss", "lr", "tok/s", "grad_norm", "eval_loss", "ppl"])
         if start_step:
             self._bar.update(start_step)
+        # An evaluation's values wait for the next progress line: drawn in a
+        # second update of the same step, they could be skipped (Progbar
+        # draws at most every 0.05 s) and the line show the previous eval.
+        self._eval_values: list[tuple[str, float]] = []
 
     def train_step(self, step: int, loss: float, lr: float, grad_norm: float,
                    tokens_per_sec: float | None, show: bool = True) -> None:
@@ -50,9 +54,12 @@ class RunReport:
             values = [("loss", loss), ("lr", lr), ("grad_norm", grad_norm)]
             if tokens_per_sec is not None:
                 values.append(("tok/s", tokens_per_sec))
-            self._bar.update(step, values=values)
+            self._bar.update(step, values=values + self._eval_values)
+            self._eval_values = []
 
     def eval_result(self, step: int, loss: float) -> float:
+        """Records an evaluation; the progress bar shows it with the next
+        `train_step(..., show=True)` (call that one after this)."""
         import tensorflow as tf
 
         perplexity = math.exp(loss) if loss < 700 else math.inf
@@ -62,7 +69,7 @@ class RunReport:
         with self._writer.as_default(step=step):
             tf.summary.scalar("eval_loss", loss)
             tf.summary.scalar("eval_perplexity", perplexity)
-        self._bar.update(step, values=[("eval_loss", loss), ("ppl", perplexity)])
+        self._eval_values = [("eval_loss", loss), ("ppl", perplexity)]
         return perplexity
 
     def close(self) -> None:

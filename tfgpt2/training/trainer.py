@@ -269,19 +269,22 @@ class _Run:
             tick = now
             iteration = int(self.optimizer.iterations.value.numpy()) - 1
             lr = float(self.schedule(iteration))  # this step's rate
+            last = step == config.train_steps
+            evaluated = self.eval_corpus is not None and (
+                last or bool(config.eval_every and step % config.eval_every == 0))
+            # Evaluate before the step's progress line is drawn, so that the
+            # line shows this evaluation, not the one before.
+            eval_loss = self._evaluate() if evaluated else None
+            perplexity = self.report.eval_result(step, eval_loss) if evaluated else None
             if self.chief:
-                show = step % config.log_every == 0 or step == config.train_steps
+                show = step % config.log_every == 0 or last or evaluated
                 self.report.train_step(step, loss, lr, grad_norm, speed, show=show)
             if callbacks:
                 callbacks.on_train_batch_end(step - 1, {"loss": loss, "learning_rate": lr,
                                                         "grad_norm": grad_norm})
-            last = step == config.train_steps
-            if self.eval_corpus is not None and (
-                    last or (config.eval_every and step % config.eval_every == 0)):
-                eval_loss = self._evaluate()
-                perplexity = self.report.eval_result(step, eval_loss)
-                if callbacks:
+                if evaluated:
                     callbacks.on_test_end({"eval_loss": eval_loss, "eval_perplexity": perplexity})
+            if evaluated:
                 tick = time.perf_counter()
             if last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 self.store.save(step, self.checkpoint, self.manifest)
