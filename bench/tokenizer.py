@@ -1,6 +1,6 @@
 """Tokenizer encode throughput: ours in graph and in LiteRT vs keras-hub and tiktoken.
 
-    python bench/tokenizer.py [--quick] [--pathological] [--cpu]
+    python bench/tokenizer.py [--quick] [--pathological [--guard]] [--cpu]
 
 All peers run in this one process on the same >= 1 MB corpus
 (tests/tokenizer_support.real_corpus: stdlib, numpy/TF/Keras sources,
@@ -12,6 +12,11 @@ timed both on the whole corpus in one call and one call per document (its
 cache emptied before each), and ours is compared with the faster.
 Ratios are the robust numbers: this machine is shared and noisy.
 Prints one markdown table (and the pathological inputs below it).
+`--pathological --guard` exits with status 1 if a pathological input's ids
+differ from tiktoken's or its median time passes `SECONDS_PER_MB` (generous:
+3 s for 100k random digits, the worst case, which take ~0.2 s on a quiet
+machine; it catches a return to super-linear cost, and is kept out of the
+unit tests, where a loaded machine would fail it).
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ def bench_tiktoken(docs) -> float:
     return median_seconds(lambda: enc.encode_ordinary_batch(docs, num_threads=1))
 
 
+SECONDS_PER_MB = 30.0  # --guard: per input, on inputs of at least 0.1 MB
+
+
 def _mixed(rng, parts, size: int) -> str:
     out, total = [], 0
     while total < size:
@@ -195,6 +203,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip keras-hub (slow)")
     parser.add_argument("--pathological", action="store_true",
                         help="only the pathological inputs (no corpus, no peers)")
+    parser.add_argument("--guard", action="store_true",
+                        help="with --pathological: exit 1 if an input's ids differ from "
+                             "tiktoken's or it takes more than SECONDS_PER_MB")
     parser.add_argument("--cpu", action="store_true",
                         help="one TF thread, process CPU time instead of wall time: steadier "
                              "than wall time when other jobs share the machine")
@@ -208,8 +219,14 @@ def main() -> None:
     if args.pathological:
         print("| input | bytes | seconds | MB/s | ids == tiktoken |")
         print("|---|---:|---:|---:|---|")
+        bad = []
         for name, size, seconds, same in pathological(BytePairTokenizer()):
             print(f"| {name} | {size:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {same} |")
+            limit = SECONDS_PER_MB * max(size / 1e6, 0.1)
+            if not same or seconds > limit:
+                bad.append(f"{name}: ids == tiktoken {same}, {seconds:.2f} s (limit {limit:.1f} s)")
+        if args.guard and bad:
+            sys.exit("over the limit: " + "; ".join(bad))
         return
 
     docs = list(support.real_corpus())

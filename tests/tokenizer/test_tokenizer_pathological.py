@@ -1,7 +1,9 @@
-"""No pathological cost: long runs tokenise exactly, in time and memory
-roughly linear in their size (generous bounds: this machine is shared).
-The numbers for the record come from bench/tokenizer.py; the bound on merge
-rounds for long pieces is tested exactly in test_tokenizer_long.py.
+"""No pathological cost: long runs tokenise exactly, in time roughly linear
+in their size (against a quarter of the input, timed in the same process)
+and in bounded memory. The absolute time bound per MB is a guard in
+`python bench/tokenizer.py --pathological --guard` (a wall-clock bound fails
+on a loaded machine); the bound on merge rounds for long pieces is tested
+exactly in test_tokenizer_long.py.
 
 Oracle: tiktoken; for 1 MB of spaces (one regex piece, on which tiktoken's
 regex engine overflows its stack) tiktoken's BPE of that single piece."""
@@ -72,7 +74,6 @@ def test_long_runs_are_exact_and_linear(name):
     back, _ = support.graph_tokenizer().decode_bytes(ids)
     assert bytes(back.numpy().astype("uint8")) == text.encode("utf-8")
     size_mb = len(text.encode("utf-8")) / 1e6
-    assert full < 30 * max(size_mb, 0.1), f"{name}: {full:.2f} s"
     assert full < 12 * quarter + 0.5, f"{name}: {full:.2f} s vs {quarter:.2f} s for a quarter"
     if can_measure and os.environ.get("TFGPT2_SKIP_MEMORY_CHECK") != "1":
         assert peak < 400e6 * max(size_mb, 0.1), f"{name}: peak RSS grew {peak / 1e6:.0f} MB"
