@@ -76,6 +76,33 @@ EMOJI = [
 ]
 
 
+_CODE = '''def merge(a, b):\n    """Merge two sorted lists."""\n    out = []\n    while a and b:\n''' \
+    '''        out.append((a if a[0] <= b[0] else b).pop(0))\n    return out + a + b\n\n'''
+
+
+def mixed_text(size: int, seed: int) -> str:
+    """`size` UTF-8 bytes (or a few fewer) of every kind of text at once:
+    multilingual sentences, emoji, code, numbers, `<|endoftext|>` and long
+    runs of spaces, tabs and newlines, in a seeded random order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    parts = [
+        lambda: MULTILINGUAL[rng.integers(len(MULTILINGUAL))] + " ",
+        lambda: EMOJI[rng.integers(len(EMOJI))],
+        lambda: _CODE,
+        lambda: str(rng.integers(0, 10**12)) * int(rng.integers(1, 20)) + " ",
+        lambda: "<|endoftext|>",
+        lambda: "".join(rng.choice([" ", "\t", "\n", "\r\n"], int(rng.integers(1, 400)))),
+    ]
+    out, total = [], 0
+    while total < size:
+        out.append(parts[rng.integers(len(parts))]())
+        total += len(out[-1].encode("utf-8"))
+    text = "".join(out).encode("utf-8")[:size]
+    return text.decode("utf-8", errors="ignore")  # drop a character cut in two
+
+
 def _files(root: Path, pattern: str, limit_bytes: int, skip: tuple[str, ...] = ()) -> list[Path]:
     out, total = [], 0
     for path in sorted(root.glob(pattern)):

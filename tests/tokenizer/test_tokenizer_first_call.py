@@ -121,21 +121,71 @@ _FIRST_CALL = textwrap.dedent("""
     start = time.perf_counter()
     again = tfgpt2.GPT2Tokenizer.from_pretrained("gpt2-medium")("hello world")["input_ids"]
     second = time.perf_counter() - start
-    print(json.dumps({"ids": ids, "again": again, "first": first, "second": second}))
+    # Long texts: right after the first call, then at new lengths through
+    # the graph prepared in the background (loaded from the cache if any).
+    import sys
+    long_texts = json.load(open(sys.argv[1], encoding="utf-8"))
+    long_ids = [tok.encode(long_texts[0])]
+    ready = tok.graph().wait_for_graph()
+    long_ids += [tok.encode(t) for t in long_texts[1:]]
+    traces = tok.graph().encode_strings.experimental_get_tracing_count()
+    print(json.dumps({"ids": ids, "again": again, "first": first, "second": second,
+                      "long_ids": long_ids, "ready": ready, "traces": traces}))
 """)
 
 
 def test_first_call_in_a_fresh_process_reads_the_cache_it_filled(tmp_path):
+    """Also: 100k random digits and 100 KB of mixed text give tiktoken's ids
+    right after the first call and, at lengths not seen before, through the
+    graph the first process traced in the background and the second loaded."""
+    rng = np.random.default_rng(7)
+    long_texts = ["".join(rng.choice(list("0123456789"), 100_000)),
+                  "".join(rng.choice(list("0123456789"), 100_003)),
+                  support.mixed_text(99_991, seed=7)]
+    (tmp_path / "long.json").write_text(json.dumps(long_texts), encoding="utf-8")
     env = dict(os.environ, TFGPT2_CACHE_DIR=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="2")
     runs = []
     for _ in range(2):  # the first run fills the cache
-        out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True,
-                             text=True, timeout=300)
+        out = subprocess.run([sys.executable, "-c", _FIRST_CALL, str(tmp_path / "long.json")],
+                             env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     warm = runs[-1]
     assert warm["ids"] == warm["again"] == support.oracle_ids("hello world")
     assert list(tmp_path.glob("tokenizer/*.npz"))
+    assert list(tmp_path.glob("tokenizer/encode-graph-*.pb"))
+    want = [support.oracle_ids(t) for t in long_texts]
+    assert [r["long_ids"] == want for r in runs] == [True, True]
+    # Both ran the graph; the first traced it (in the background), the second did not.
+    assert [(r["ready"], r["traces"]) for r in runs] == [(True, 1), (True, 0)]
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00\x00\x00\x40garbage", "truncated"])
+def test_a_corrupt_graph_cache_file_is_ignored(cache_dir, gpt2, damage):
+    from tfgpt2.tokenizer import graph_cache
+
+    programs = GPT2Tokenizer().graph()._programs  # noqa: SLF001
+    cache = graph_cache.GraphCache(programs, gpt2, special_tokens=True)
+    path = graph_cache.cache_path(cache.key)
+    path.parent.mkdir(parents=True)
+    if damage == "truncated":
+        cache.save(programs.encode_strings.get_concrete_function())
+        damage = path.read_bytes()[:-1000]
+    path.write_bytes(damage)
+    assert cache.exists() and cache.load() is None
+
+
+def test_graph_cache_key_follows_tensorflow_vocabulary_mode_and_source(gpt2, monkeypatch):
+    from tfgpt2.tokenizer import graph_cache
+
+    other = vocab.Vocabulary(gpt2.encoder, gpt2.merges[:-1], gpt2.special_tokens, "test")
+    key = graph_cache.cache_key(gpt2, True)
+    assert len({key, graph_cache.cache_key(other, True), graph_cache.cache_key(gpt2, False)}) == 3
+    monkeypatch.setattr(tf, "__version__", tf.__version__ + ".other")
+    assert graph_cache.cache_key(gpt2, True) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(graph_cache, "_source_digest", lambda: "edited source")
+    assert graph_cache.cache_key(gpt2, True) != key
 
 
 def test_eager_first_calls_then_the_graph_give_the_same_ids():
