@@ -100,40 +100,47 @@ class BackgroundGraph:
 
     Costs measured on this project's 2-core machine (quiet): tracing the
     encoder ~1.4 s of Python; registering the same graph from its cached
-    definition (`graph_cache.py`) ~0.05 s; the graph's first runs (TF builds
-    its executors; the long-piece branches on their first long piece)
-    ~0.3-0.5 s of C++, mostly without the GIL; eager ops ~0.1 s per short
-    call and ~0.45 s for 100k random digits; the ready graph ~2 ms and
-    ~0.19 s. So the first call starts the thread and runs eagerly (a first
-    short call stays ~0.2 s); the thread loads the cached graph (or, in a
-    process with no cache yet, traces and saves it) and runs it once on a
-    short and once on a long piece; from then on calls use it, at any length
-    (its signature is [None]: no retrace per length). A call of at least
-    `LONG_BYTES` made while a cached graph is loading waits for it: that
-    wait is shorter than the eager run (~4 us per byte) it replaces.
+    definition (`graph_cache.py`) ~0.05 s; the graph's first run (TF builds
+    its executors, the long-piece branches included) ~0.3-0.5 s of C++,
+    mostly without the GIL; eager ops ~0.1-0.2 s per short call and ~0.45 s
+    for 100k random digits; the ready graph ~2 ms and ~0.19 s.
 
-    Design choices measured and left: EagerFirst alone (eager ops for ~1 s,
-    then a trace on the caller's thread: the call that crossed the budget
-    took 1.8 s on 100k digits); the graph for the first call itself (its
-    first run alone costs more than the eager call); tracing in the
-    background without a cache (1.4 s of Python competing for the GIL);
-    running only the merge loop as a graph (~0.3 s on 100k digits).
+    So: the first call runs eagerly, and starts nothing (a process that
+    tokenizes one prompt never pays for a graph). The second call starts
+    the thread and runs eagerly beside it. The thread loads the cached
+    graph (or, in a process with no cache yet, traces it and writes the
+    cache) and runs it once on a short row and a long piece; from then on
+    every call uses it, at any length (its signature is [None]: no retrace
+    per length). A call of at least `LONG_BYTES` made while a cached graph
+    is loading, started by an earlier call, waits for it: the rest of the
+    set-up costs less than its eager run (~4 us per byte).
+
+    Measured and left: EagerFirst alone (eager ops for ~1 s, then a trace on
+    the caller's thread: the call that crossed the budget took 1.8 s on
+    100k digits); the graph for the first call (its first run alone costs
+    more than the eager call); starting the thread with the first call
+    (the first call got slower on a busy machine); tracing in the background
+    with no cache (1.4 s of Python competing for the GIL); running only the
+    merge loop as a graph (~0.3 s on 100k digits). With ~0.5 s of set-up
+    after the first call, a 100k-digit call made the moment the first call
+    returns cannot take the ready graph's ~0.19 s: ~0.5 s is what it takes.
 
     If the thread fails, calls fall back to `EagerFirst`. At exit the
-    interpreter waits for the step the thread is in (at most a first run,
-    or the trace in a process with no cache) so TF is never torn down under
-    it.
+    interpreter waits for the step the thread is in (the graph's first run,
+    or the trace in a process with no cache), so TF is never torn down
+    under it.
     """
 
     LONG_BYTES = 65_536
-    # A short row and a long piece of digits (3**400: 191 digits, no
-    # periodic stretch): together they run every branch once.
+    # One call on a short row and a long piece of digits (3**400: 191
+    # digits, no periodic stretch) runs every branch once.
     WARM_UP = (b"Hi there", str(3 ** 400).encode())
 
     def __init__(self, python_fn, graph_fn, cache: graph_cache.GraphCache | None):
         self.python_fn, self.graph_fn, self.cache = python_fn, graph_fn, cache
         self.fallback = EagerFirst(python_fn, graph_fn)
         self.ready = None  # the prepared callable, once warmed up
+        self._eager_calls = 0
         self.failed = False
         self._cached = False  # the thread loads (rather than traces) the graph
         self._done = threading.Event()
@@ -158,11 +165,9 @@ class BackgroundGraph:
                 fn = self.graph_fn.get_concrete_function()
                 if self.cache is not None:
                     self.cache.save(fn)
-            for text in self.WARM_UP:
-                if self._stop:
-                    return
-                fn(tf.constant([text]))[0].numpy()
-            self.ready = fn
+            if not self._stop:
+                fn(tf.constant(self.WARM_UP))[0].numpy()
+                self.ready = fn
         except Exception:  # noqa: BLE001 -- the caller's thread does it the old way
             self.failed = True
         finally:
@@ -190,9 +195,10 @@ class BackgroundGraph:
             return self.ready(texts)
         if self.failed:
             return self.fallback(texts)
-        out = self.python_fn(texts)
-        self.start()  # after the call: it competes with nothing of the caller's
-        return out
+        self._eager_calls += 1
+        if self._eager_calls >= 2:
+            self.start()  # a process that tokenizes once (a prompt) never pays for it
+        return self.python_fn(texts)
 
 
 class _Programs:
