@@ -167,7 +167,7 @@ def test_a_corrupt_graph_cache_file_is_ignored(cache_dir, gpt2, damage):
     programs = GPT2Tokenizer().graph()._programs  # noqa: SLF001
     cache = graph_cache.GraphCache(programs, gpt2, special_tokens=True)
     path = graph_cache.cache_path(cache.key)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if damage == "truncated":
         cache.save(programs.encode_strings.get_concrete_function())
         damage = path.read_bytes()[:-1000]
