@@ -1,8 +1,11 @@
 """The model card's tokenizer API: `GPT2Tokenizer`, as Hugging Face's.
 
-Every call runs the in-graph tokenizer (`tfgpt2.tokenizer.graph`): its ops
-eagerly for the first calls of a process (no tracing), then through
-tf.functions with fixed input signatures, so calls never retrace.
+Every call runs the in-graph tokenizer (`tfgpt2.tokenizer.graph`). Encoding
+runs its ops eagerly for the first calls of a process, then the same graph,
+loaded from a disk cache (or traced) in a background thread, with an input
+signature that fits every length: an encoding call never traces or retraces
+(`graph.BackgroundGraph`). Decoding runs eagerly for ~1 s of calls, then its
+tf.function, traced once (`graph.EagerFirst`).
 """
 
 from __future__ import annotations
