@@ -107,14 +107,16 @@ class BackgroundGraph:
 
     So: the first call runs eagerly, and starts nothing (a process that
     tokenizes one prompt never pays for a graph). The second call starts
-    the thread. The thread loads the cached graph (or, in a process with no
-    cache yet, traces it and writes the cache) and runs it once on a short
-    row and a long piece; from then on every call uses it, at any length
-    (its signature is [None]: no retrace per length). Until then calls run
-    eagerly, except calls of at least `LONG_BYTES` while a cached graph is
-    loading: they wait for it. Their eager run (~4 us per byte) would cost
-    about as much as the set-up, and beside it both run slower (100k digits
-    as the second call, on a busy machine: 1.7 s eagerly, 1.0 s waiting).
+    the thread: when it returns (the thread's start would slow it down),
+    or before it if it is long. The thread loads the cached graph (or, in a
+    process with no cache yet, traces it and writes the cache) and runs it
+    once on a short row and a long piece; from then on every call uses it,
+    at any length (its signature is [None]: no retrace per length). Until
+    then calls run eagerly, except calls of at least `LONG_BYTES` while a
+    cached graph is loading: they wait for it. Their eager run (~4 us per
+    byte) would cost about as much as the set-up, and beside it both run
+    slower (100k digits as the second call, on a busy machine: 1.7 s
+    eagerly, 1.0 s waiting).
 
     Measured and left: EagerFirst alone (eager ops for ~1 s, then a trace on
     the caller's thread: the call that crossed the budget took 1.8 s on
@@ -187,19 +189,23 @@ class BackgroundGraph:
         return self.ready is not None
 
     def __call__(self, texts):
-        if self.ready is None and self._eager_calls >= 1:
-            self.start()  # from the second call: one prompt never pays for it
         if self.ready is None and self._thread is not None:
             if not self._thread.is_alive() and not self._done.is_set():
                 self.failed = True  # a forked child: the thread stayed in the parent
-            elif self._cached and int(tf.reduce_sum(tf.strings.length(texts))) >= self.LONG_BYTES:
-                self._done.wait()
+        if self.ready is None and not self.failed and self._eager_calls >= 1:
+            if int(tf.reduce_sum(tf.strings.length(texts))) >= self.LONG_BYTES:
+                self.start()
+                if self._cached:
+                    self._done.wait()
         if self.ready is not None:
             return self.ready(texts)
         if self.failed:
             return self.fallback(texts)
+        out = self.python_fn(texts)
         self._eager_calls += 1
-        return self.python_fn(texts)
+        if self._eager_calls >= 2:
+            self.start()  # after the call, which it would slow down
+        return out
 
 
 class _Programs:
