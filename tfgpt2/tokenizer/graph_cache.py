@@ -16,6 +16,11 @@ key, so they cannot clash with functions this process traces itself.
 Like the table cache, this can only save time, never change a result or
 raise: a missing, corrupt or unwritable file means tracing as before. The
 graph is the same one `encode_strings` traces, so the ids are the same.
+
+Registering and calling a function by name uses two TensorFlow internals,
+`context.add_function_def` and `execute.execute` (what tf.function itself
+does); there is no public API for it. The key holds TF's version, and a
+failure there makes `graph.BackgroundGraph` fall back to tracing.
 """
 
 from __future__ import annotations
