@@ -224,7 +224,7 @@ def medium_child() -> None:
     from tfgpt2.training.optimization import make_optimizer
     from tfgpt2.training.settings import FinetuneConfig
     from tfgpt2.training.step import Steps
-    from tfgpt2.training.strategy import replicas_on_cpu
+    from tfgpt2.distribute.strategy import replicas_on_cpu
 
     from bench_support import training_flops_per_token
 

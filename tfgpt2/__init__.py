@@ -38,6 +38,7 @@ _EXPORTS = {
     "TFGPT2Model": "tfgpt2.modeling",
     "TextStreamer": "tfgpt2.generation",
     "evaluate": "tfgpt2.evaluation",
+    "generate_file": "tfgpt2.generation",
     "pipeline": "tfgpt2.generation",
     "probe_bias": "tfgpt2.evaluation",
     "score_continuations": "tfgpt2.evaluation",
@@ -47,7 +48,7 @@ _EXPORTS = {
 __all__ = [
     "BytePairTokenizer", "GPT2Config", "GPT2LMHeadModel", "GPT2Model", "GPT2Tokenizer",
     "GenerationConfig", "TFGPT2LMHeadModel", "TFGPT2Model", "TextStreamer", "evaluate",
-    "pipeline", "probe_bias", "score_continuations", "score_tokens", "set_seed",
+    "generate_file", "pipeline", "probe_bias", "score_continuations", "score_tokens", "set_seed",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ def __dir__():
 if TYPE_CHECKING:  # for type checkers and IDEs
     from tfgpt2.config import GPT2Config
     from tfgpt2.evaluation import evaluate, probe_bias, score_continuations, score_tokens
-    from tfgpt2.generation import GenerationConfig, TextStreamer, pipeline, set_seed
+    from tfgpt2.generation import (GenerationConfig, TextStreamer, generate_file, pipeline,
+                                   set_seed)
     from tfgpt2.modeling import GPT2LMHeadModel, GPT2Model, TFGPT2LMHeadModel, TFGPT2Model
     from tfgpt2.tokenizer import BytePairTokenizer, GPT2Tokenizer

@@ -4,17 +4,15 @@ with 2 worker processes on 127.0.0.1 end with the same weights; a run killed
 mid-way and rerun ends with the weights of an uninterrupted run. Each runs
 in fresh processes (a strategy and its devices are set once per process)."""
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from training_support import (REPO, main_py, max_weight_difference, run_python, save_tiny_model,
-                              write_corpus)
+from training_support import (REPO, free_ports, main_py, max_weight_difference, run_python,
+                              save_tiny_model, worker_env, write_corpus)
 
 pytestmark = pytest.mark.slow
 # 2% of one AdamW step (lr 3e-3): summation order shifts a near-zero
@@ -74,26 +72,12 @@ finetune(**settings, output_dir={str(setup / "mirrored_one")!r},
     assert max_weight_difference(setup / "one", setup / "init") > 1e-3
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_worker_processes_equal_one_device(setup):
     out = setup / "workers"
     ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     workers = [subprocess.Popen(
         main_py(*flags(setup, out, strategy="auto")), cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**env, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                             "task": {"type": "worker", "index": i}})})
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=worker_env(ports, i))
         for i in range(2)]
     reference = setup / "one_cli"
     run_cli(*flags(setup, reference, strategy="one_device"))

@@ -3,6 +3,8 @@ mode that does not use it is refused, as a flag of another mode is."""
 
 from absl import flags
 
+from tfgpt2.training.settings import STRATEGIES
+
 flags.DEFINE_string(
     "model", "gpt2-medium",
     "Hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, org/name) or a checkpoint directory "
@@ -20,9 +22,23 @@ flags.DEFINE_string(
     "finetune: checkpoints, TensorBoard logs (logs/) and the fine-tuned model (Hugging Face "
     "layout); rerunning with the same directory resumes from its latest checkpoint. "
     "export: where the artifact is written (created if missing).")
+flags.DEFINE_enum(
+    "strategy", "auto", list(STRATEGIES),
+    "tf.distribute strategy: auto (MultiWorkerMirrored when TF_CONFIG names several workers, "
+    "Mirrored with several GPUs, else one device), one_device, mirrored, multi_worker, tpu "
+    "(finetune). generate takes it with --prompts_file.")
+flags.DEFINE_integer(
+    "batch_size", None,
+    "eval: windows per forward pass for the language-modelling tasks and text (default 1 on "
+    "a CPU, where one 1024-token window keeps all cores busy; 8 on a GPU), or passages "
+    "(lambada, default 8) or rows (bias, default 16); cbt-* runs one question per pass (its "
+    "context once, its 10 candidates together). generate --prompts_file: prompts per decode "
+    "call on each replica (default 8).")
 
 # The modes each shared flag means something to (all modes when absent).
 USED_BY = {
     "seed": ("generate", "finetune"),
     "output_dir": ("finetune", "export"),
+    "strategy": ("finetune", "generate", "eval"),
+    "batch_size": ("generate", "eval"),
 }

@@ -38,12 +38,6 @@ flags.DEFINE_integer("stride", None,
                      "Sliding-window stride for the language-modelling tasks and text: new tokens "
                      "each 1024-token window scores, 1..window. Default: half the window (512), "
                      "so every token is scored once with 512-1023 tokens of context.")
-flags.DEFINE_integer("batch_size", None,
-                     "Windows per forward pass for the language-modelling tasks and text "
-                     "(default 1 on a CPU, where one 1024-token window keeps all cores busy; 8 "
-                     "on a GPU), or passages (lambada, default 8) or rows (bias, default 16). "
-                     "cbt-* runs one question per pass (its context once, its 10 candidates "
-                     "together).")
 flags.DEFINE_integer("max_examples", None,
                      "Score only the first N examples, for quick runs: passages (lambada), "
                      "questions (cbt-*), templates (bias), words (text8), lines (the rest).")
@@ -74,6 +68,7 @@ class Options:
     stop_word_filter: bool = False
     continuations: str | None = None
     top: int = 10
+    strategy: str = "auto"
 
 
 def _check(options: Options) -> None:
@@ -148,13 +143,22 @@ def run_evaluation(options: Options):
             report.check_report_path(options.report, options.model)
         except ValueError as err:
             raise CliError(str(err)) from None
+    from tfgpt2.distribute import replicas
+    from tfgpt2.distribute.strategy import make_strategy
+
     model = GPT2LMHeadModel.from_pretrained(options.model)
+    workers = replicas.Replicas(make_strategy(options.strategy))
     source = str(data.path) if data.path else "the built-in templates and occupations"
     count = f"the first {options.max_examples} {example_unit(options.task)} of " \
         if options.max_examples else ""
-    print(f"Evaluating {options.model} on {options.task} ({count}{source}) ...")
-    result = tasks.run_task(model, data, options.stride, options.batch_size,
-                            options.stop_word_filter, progress=True)
+    layout = f" on {workers.num_replicas} replicas" if workers.num_replicas > 1 else ""
+    if workers.is_chief:
+        print(f"Evaluating {options.model} on {options.task} ({count}{source}){layout} ...")
+    with replicas.using(workers):
+        result = tasks.run_task(model, data, options.stride, options.batch_size,
+                                options.stop_word_filter, progress=workers.is_chief)
+    if not workers.is_chief:  # the chief prints and writes the report
+        return result
     print()
     print(report.format_table([result], options.model))
     if options.task == "bias":
@@ -180,7 +184,7 @@ def run() -> None:
         task=FLAGS.task, model=FLAGS.model, data=FLAGS.data, report=FLAGS.report,
         stride=FLAGS.stride, batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
         download=FLAGS.download, stop_word_filter=FLAGS.stop_word_filter,
-        continuations=FLAGS.continuations, top=FLAGS.top))
+        continuations=FLAGS.continuations, top=FLAGS.top, strategy=FLAGS.strategy))
 
 
 MODE = Mode(

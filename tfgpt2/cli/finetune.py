@@ -8,7 +8,7 @@ import sys
 from absl import flags
 
 from tfgpt2.cli import CliError, Mode
-from tfgpt2.training.settings import LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, FinetuneConfig
+from tfgpt2.training.settings import LR_SCHEDULES, MIXED_PRECISION, FinetuneConfig
 
 FLAGS = flags.FLAGS
 _DEFAULTS = {field: getattr(FinetuneConfig, field, None) for field in FinetuneConfig.__annotations__}
@@ -18,9 +18,6 @@ flags.DEFINE_string("train_files", None, "Glob of UTF-8 text files to train on (
                     "a file that is not UTF-8 is an error.")
 flags.DEFINE_string("eval_files", None, "Glob of held-out text files: eval loss and perplexity "
                     "every --eval_every steps and at the end.")
-flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
-                  "tf.distribute strategy; auto: MultiWorkerMirrored when TF_CONFIG names several "
-                  "workers, Mirrored with several GPUs, else one device.")
 flags.DEFINE_integer("global_batch_size", _DEFAULTS["global_batch_size"],
                      "Sequences per optimizer step, over all replicas and accumulation steps.")
 flags.DEFINE_integer("seq_len", _DEFAULTS["seq_len"], "Tokens per sequence (<= the model's "

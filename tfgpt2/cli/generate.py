@@ -26,6 +26,14 @@ flags.DEFINE_string("tflite", None,
                     "instead of TensorFlow; --model is not used then.")
 flags.DEFINE_bool("truncate_prompt", False,
                   "Keep the prompt's last tokens when prompt + new tokens exceed the context.")
+flags.DEFINE_string("prompts_file", None,
+                    "Generate for every prompt of this file: plain text, one prompt per line, or "
+                    ".jsonl, one {\"prompt\": ..., optional max_new_tokens, do_sample, "
+                    "temperature, top_k, top_p, seed} per line. Needs --output_file; runs on "
+                    "every replica of --strategy.")
+flags.DEFINE_string("output_file", None,
+                    "With --prompts_file: the JSONL written, one line per prompt in input order. "
+                    "Rerunning the same command after an interruption resumes it.")
 
 
 def settings() -> dict:
@@ -41,6 +49,8 @@ def settings() -> dict:
 
 
 def run() -> None:
+    if FLAGS.prompts_file or FLAGS.output_file:
+        return run_file()
     if FLAGS.stream and len(FLAGS.prompt) != 1:
         raise CliError(f"--stream prints one continuation: pass exactly one --prompt "
                        f"(got {len(FLAGS.prompt)}).")
@@ -55,6 +65,44 @@ def run() -> None:
     texts = model.generate(list(FLAGS.prompt), **settings())
     for i, text in enumerate(texts):
         print(f"--- {i} ---\n{text}")
+
+
+def run_file() -> None:
+    """--prompts_file to --output_file on every replica (`generate_file`)."""
+    if not (FLAGS.prompts_file and FLAGS.output_file):
+        raise CliError("--prompts_file and --output_file go together: the prompts to read and "
+                       "the JSONL file to write.")
+    unsupported = [f"--{name}" for name in ("prompt", "num_beams", "num_return_sequences",
+                                            "repetition_penalty", "stream", "tflite")
+                   if FLAGS[name].present]
+    if unsupported:
+        raise CliError(f"{', '.join(unsupported)} is not available with --prompts_file (each "
+                       "row samples or decodes greedily with its own settings and seed).")
+    from tfgpt2.generation import output_file, prompt_files
+
+    try:  # bad input fails before the model loads
+        prompt_files.read_prompts(FLAGS.prompts_file)
+        output_file.check_writable(FLAGS.output_file)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    import tfgpt2
+    from tfgpt2.distribute.strategy import make_strategy
+
+    strategy = make_strategy(FLAGS.strategy)
+    model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
+    options = settings()
+    result = tfgpt2.generate_file(
+        model, FLAGS.prompts_file, FLAGS.output_file, strategy=strategy,
+        batch_size=FLAGS.batch_size or 8, seed=FLAGS.seed,
+        truncate_prompt=FLAGS.truncate_prompt,
+        **{name: options[name] for name in ("max_new_tokens", "do_sample", "temperature",
+                                            "top_k", "top_p")})
+    if not result.wrote_output:
+        print(f"Generated this worker's share of {result.rows} rows; the chief wrote "
+              f"{result.output}.")
+        return
+    print(f"{result.output}: {result.rows} rows ({result.generated_rows} generated now, "
+          f"{result.generated_tokens} new tokens; run seed {result.seed}).")
 
 
 def run_tflite() -> None:

@@ -24,10 +24,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tfgpt2.distribute.replicas import current as current_replicas
 from tfgpt2.evaluation import datasets
 from tfgpt2.evaluation.detokenizers import prose_detokenize
 from tfgpt2.evaluation.report import TaskResult
-from tfgpt2.evaluation.scoring import score_choices
+from tfgpt2.evaluation.scoring import ContinuationScore, score_choices
 
 BLANK = "XXXXX"
 _SENTINEL = "\ue000"  # a private-use character no rule touches
@@ -162,11 +163,20 @@ def evaluate_cbt(model, questions: list[CbtQuestion], task: str = "cbt-cn",
     flat_ids = tokenizer(flat, split_special_tokens=True)["input_ids"]
     bar = keras.utils.Progbar(len(questions), unit_name="question") if progress else None
     correct, gold_nll, gold_tokens = 0, 0.0, 0
-    position = 0
-    for qi, question in enumerate(questions):
-        choices = flat_ids[position:position + len(question.candidates)]
-        position += len(question.candidates)
-        group = score_choices(model, [eos] + context_ids[qi], choices)
+    starts = np.cumsum([0] + [len(q.candidates) for q in questions])
+    replicas = current_replicas()
+    models = replicas.models(model)
+
+    def work(qi, slot):
+        choices = flat_ids[starts[qi]:starts[qi + 1]]
+        return np.asarray([[s.nll, s.num_tokens, s.greedy] for s in
+                           score_choices(models[slot], [eos] + context_ids[qi], choices)])
+
+    # One question per replica call, combined in question order.
+    for qi, scores in replicas.map(len(questions), work):
+        question = questions[qi]
+        group = [ContinuationScore(nll=float(n), num_tokens=int(w), greedy=bool(g))
+                 for n, w, g in scores]
         if bar is not None:
             bar.add(1)
         best = int(np.argmax([s.logprob for s in group]))

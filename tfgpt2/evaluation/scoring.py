@@ -15,6 +15,11 @@ Two entry points, both batched and free of any dataset or CLI concern:
 Both run one compiled program over the model's single `forward`; the NLL of
 each token comes from `tfgpt2.modeling.losses.token_nll` (the shift, then
 `target_nll`, which fine-tuning's loss calls directly).
+
+Inside `tfgpt2.distribute.replicas.using(strategy)` the batches are shared
+by the strategy's replicas and workers; a batch's rows are fixed by its
+index alone and the results are combined on the host in batch order, so the
+numbers are those of one device.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgpt2.distribute.replicas import current as current_replicas
 from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.losses import token_nll
 from tfgpt2.modeling.masking import position_ids
@@ -304,18 +310,27 @@ def score_tokens(model, ids, window: int | None = None, stride: int | None = Non
     # Layouts: the first window, full groups, the last group; three traces.
     groups = [windows[:1]] + [windows[i:i + batch_size]
                               for i in range(1, len(windows), batch_size)]
-    total_nll, scored = 0.0, 0
-    for group in groups:
+    replicas = current_replicas()
+    models = replicas.models(model)
+
+    def work(k, slot):
+        group = groups[k]
         rows = [ids[w.start:w.end] for w in group]
         spans = [(w.score_from - w.start, w.end - w.start) for w in group]
         row_length = max(len(r) for r in rows)
         span_length = max(stop - first for first, stop in spans)
-        nll, weight, _ = _run_batch(model, rows, spans, row_length, span_length,
+        nll, weight, _ = _run_batch(models[slot], rows, spans, row_length, span_length,
                                     np.zeros([config.vocab_size], np.float32))
-        total_nll += float(nll.sum())
-        scored += int(weight.sum())
+        return np.stack([nll, weight], axis=1)
+
+    # Summed on the host in window order whichever replica scored a group,
+    # so every layout gives the same total.
+    total_nll, scored = 0.0, 0
+    for _, result in replicas.map(len(groups), work):
+        total_nll += float(result[:, 0].sum())
+        scored += int(result[:, 1].sum())
         if bar is not None:
-            bar.add(len(group))
+            bar.add(len(result))
     if scored != len(ids) - 1:  # the windows' own invariant; never expected to fire
         raise AssertionError(f"scored {scored} tokens of a {len(ids)}-token stream.")
     return ScoreResult(total_nll=total_nll, num_scored=scored, num_windows=len(windows))
@@ -397,19 +412,26 @@ def score_continuations(model, requests: Sequence[tuple[Sequence[int], Sequence[
     order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), spans[i][1] - spans[i][0]),
                    reverse=True)
     bar = _progress(len(rows), progress, "request")
-    for begin in range(0, len(order), batch_size):
-        group = order[begin:begin + batch_size]
+    groups = [order[begin:begin + batch_size] for begin in range(0, len(order), batch_size)]
+    replicas = current_replicas()
+    models = replicas.models(model)
+
+    def work(k, slot):
+        group = groups[k]
         # Shapes rounded up to multiples of 64 and 8: few distinct layouts, so
         # few traces (each costs seconds on GPT-2 Medium).
         row_length = _round_up(max(len(rows[i]) for i in group), 64, window)
         span_length = _round_up(max(spans[i][1] - spans[i][0] for i in group), 8, window - 1)
-        nll, weight, greedy = _run_batch(model, [rows[i] for i in group], [spans[i] for i in group],
-                                         row_length, span_length, bias)
-        for j, i in enumerate(group):
-            results[i] = ContinuationScore(nll=float(nll[j]), num_tokens=int(weight[j]),
-                                           greedy=bool(greedy[j]))
+        return np.stack(_run_batch(models[slot], [rows[i] for i in group],
+                                   [spans[i] for i in group], row_length, span_length, bias),
+                        axis=1)
+
+    for k, result in replicas.map(len(groups), work):
+        for (nll, weight, greedy), i in zip(result, groups[k]):
+            results[i] = ContinuationScore(nll=float(nll), num_tokens=int(weight),
+                                           greedy=bool(greedy))
         if bar is not None:
-            bar.add(len(group))
+            bar.add(len(result))
     return results
 
 

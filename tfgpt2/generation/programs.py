@@ -74,11 +74,13 @@ class DecodeParams(NamedTuple):
     sampling: sampling.SamplingSettings
 
     @classmethod
-    def signature(cls, vocab_size: int) -> DecodeParams:
+    def signature(cls, vocab_size: int, per_row: bool = False) -> DecodeParams:
+        """Scalar settings, or (`per_row`) a budget and settings per row."""
         count = tf.TensorSpec([], tf.int32)
-        return cls(count, count, tf.TensorSpec([], tf.float32),
+        budget = tf.TensorSpec([None], tf.int32) if per_row else count
+        return cls(budget, count, tf.TensorSpec([], tf.float32),
                    tf.TensorSpec([vocab_size], tf.bool), count,
-                   sampling.SamplingSettings.signature())
+                   sampling.SamplingSettings.signature(per_row))
 
 
 def new_tokens(key, params: DecodeParams):
@@ -137,7 +139,7 @@ class DecodePrograms:
         return [
             tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="input_ids"),
             tf.TensorSpec([key.batch, key.prompt_length], tf.int32, name="attention_mask"),
-            DecodeParams.signature(self.model.config.vocab_size),
+            DecodeParams.signature(self.model.config.vocab_size, key.sampler.per_row),
         ]
 
     # --- the pieces every program shares ------------------------------------------

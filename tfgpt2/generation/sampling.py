@@ -152,10 +152,12 @@ class SamplingSettings(NamedTuple):
                    tf.cast(seeds, tf.int32))
 
     @classmethod
-    def signature(cls) -> SamplingSettings:
-        scalar = tf.TensorSpec([], tf.float32)
-        return cls(scalar, tf.TensorSpec([], tf.int32), scalar, scalar,
-                   tf.TensorSpec([2], tf.int32))
+    def signature(cls, per_row: bool = False) -> SamplingSettings:
+        """Scalars and a [2] seed, or (`per_row`) [B] values and [B, 2] seeds."""
+        shape = [None] if per_row else []
+        value = tf.TensorSpec(shape, tf.float32)
+        return cls(value, tf.TensorSpec(shape, tf.int32), value, value,
+                   tf.TensorSpec(shape + [2], tf.int32))
 
 
 # --- processors ----------------------------------------------------------------

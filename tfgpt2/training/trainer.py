@@ -81,7 +81,7 @@ def finetune(config: FinetuneConfig | None = None, *, callbacks=None, verbose: b
 
 class _Run:
     def __init__(self, config: FinetuneConfig, callbacks, verbose: bool, strategy):
-        from tfgpt2.training.strategy import is_chief, make_strategy
+        from tfgpt2.distribute.strategy import is_chief, make_strategy
 
         self.config, self.verbose = config, verbose
         # MultiWorkerMirroredStrategy must exist before other TF work.
@@ -190,7 +190,7 @@ class _Run:
         from tfgpt2.training.optimization import make_optimizer
         from tfgpt2.training.reporting import RunReport
         from tfgpt2.training.step import Steps
-        from tfgpt2.training.strategy import replicas_on_cpu
+        from tfgpt2.distribute.strategy import replicas_on_cpu
 
         config, strategy = self.config, self.strategy
         replicas = strategy.num_replicas_in_sync
