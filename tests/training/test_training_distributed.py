@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from training_support import (REPO, free_ports, main_py, max_weight_difference, run_python,
-                              save_tiny_model, worker_env, write_corpus)
+from cluster_support import free_ports, worker_env
+from training_support import (REPO, main_py, max_weight_difference, run_python, save_tiny_model,
+                              write_corpus)
 
 pytestmark = pytest.mark.slow
 # 2% of one AdamW step (lr 3e-3): summation order shifts a near-zero

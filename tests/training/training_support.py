@@ -4,9 +4,7 @@ weights of a saved model."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,21 +75,3 @@ def run_python(code: str, env: dict | None = None, timeout: float = 600):
 def main_py(*flags: str) -> list[str]:
     return [sys.executable, str(REPO / "main.py"), "--mode=finetune", *flags]
 
-
-def free_ports(count):
-    """Ports free on 127.0.0.1 now, for a local TF_CONFIG cluster."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def worker_env(ports, index: int) -> dict:
-    """The environment of worker `index` of a cluster on `ports`."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                  "index": index}})}

@@ -5,7 +5,8 @@ evaluation run on, where no step needs the others' gradients.
 Within a process, one thread per local replica device (a MirroredStrategy's
 GPUs, or logical CPU devices) pulls the next batch from a shared queue, so a
 fast replica is never held back by a slow one; compiled TF programs release
-the GIL, so the replicas run at once. Across the workers of a
+the GIL, so the replicas run at once. Each accelerator gets its own copy of
+the weights; CPU replicas share one (`Replicas.models`). Across the workers of a
 MultiWorkerMirroredStrategy, batch `i` belongs to worker `i % workers`; the
 workers swap results one round (one batch each) at a time with an
 all-reduce of the strategy's own collectives, so every worker ends with
@@ -49,13 +50,20 @@ class Replicas:
 
     def models(self, model) -> list:
         """One model per local replica: `model` itself on the first, a copy
-        of its weights on each other device (a compiled program reads the
-        weights on its own device; XLA cannot reach another device's)."""
+        of its weights on each other accelerator (an XLA program reads the
+        weights on its own device; it cannot reach another device's).
+
+        CPU replicas (logical devices of one host) share the host's memory
+        and cores: they all use `model` and its compiled programs, each in
+        its own thread, so no copy and no second compilation is made."""
         import tensorflow as tf
 
         if id(model) not in self._copies:
             copies = [model]
             for device in self.devices[1:]:
+                if _on_cpu(device):
+                    copies.append(model)
+                    continue
                 with tf.device(device):
                     copy = type(model)(model.config, initialize=False, dtype=model.dtype_policy)
                     copy.set_weights(model.get_weights())
@@ -127,6 +135,12 @@ def _local_devices(strategy) -> list[str | None]:
     return list(strategy.extended.worker_devices)
 
 
+def _on_cpu(device: str | None) -> bool:
+    import tensorflow as tf
+
+    return device is None or tf.DeviceSpec.from_string(device).device_type == "CPU"
+
+
 def _cluster_position(strategy) -> tuple[int, int, int]:
     """(this worker's index, the number of workers, the chief's index), with
     workers ordered chief first, then `worker` tasks by index."""
@@ -165,7 +179,8 @@ def _run_on_devices(devices, indices, work) -> Iterator[tuple[int, np.ndarray]]:
                 position = state["next"]
                 state["next"] += 1
             try:
-                with tf.device(device) if device else contextlib.nullcontext():
+                # CPU replicas run where their shared model is (see `models`).
+                with contextlib.nullcontext() if _on_cpu(device) else tf.device(device):
                     result = context.copy().run(work, indices[position], slot)
             except BaseException as err:  # noqa: BLE001 -- re-raised by the consumer
                 with lock:

@@ -1,10 +1,31 @@
 """Text generation: settings, the compiled decode programs, samplers, beam
-search, streaming, the model card's pipeline and file jobs."""
+search, streaming, the model card's pipeline and file jobs.
 
-from tfgpt2.generation.config import GenerationConfig
-from tfgpt2.generation.file_jobs import generate_file
-from tfgpt2.generation.seeds import set_seed
-from tfgpt2.generation.pipelines import pipeline
-from tfgpt2.generation.streamers import TextStreamer
+Names load on first use (PEP 562), so reading a prompts file
+(`prompt_files`, `output_file`) does not import TensorFlow."""
 
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "GenerationConfig": "tfgpt2.generation.config",
+    "TextStreamer": "tfgpt2.generation.streamers",
+    "generate_file": "tfgpt2.generation.file_jobs",
+    "pipeline": "tfgpt2.generation.pipelines",
+    "set_seed": "tfgpt2.generation.seeds",
+}
 __all__ = ["GenerationConfig", "TextStreamer", "generate_file", "pipeline", "set_seed"]
+assert sorted(__all__) == sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tfgpt2.generation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
