@@ -25,6 +25,7 @@ SHORTER = {"--mode=finetune": ["--train_steps=2", "--seq_len=32", "--global_batc
 PRODUCES = {
     "runs/medium": ["runs/medium/model.safetensors", "runs/medium/config.json"],
     "eval.json": ["eval.json"],
+    "completions.jsonl": ["completions.jsonl", "completions.jsonl.run.json"],
     "--format=saved_model": ["serving/gpt2-medium/1/saved_model.pb"],
     "--format=tflite": ["artifacts/gpt2-medium.int8.tflite"],
     "--format=litertlm": ["artifacts/gpt2-medium.int8.litertlm"],
@@ -65,7 +66,8 @@ def block_id(block):
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory):
     """A fresh directory as the guides assume it: ./gpt2-medium (tiny, random,
-    the real vocabulary), text files in data/, held_out.txt, wikitext-2/."""
+    the real vocabulary), text files in data/, held_out.txt, prompts.txt,
+    wikitext-2/."""
     from tfgpt2 import GPT2Config, GPT2LMHeadModel
 
     directory = tmp_path_factory.mktemp("user")
@@ -76,6 +78,8 @@ def user_dir(tmp_path_factory):
     for i in range(3):
         (directory / "data" / f"part{i}.txt").write_text(paragraph * (i + 2), encoding="utf-8")
     (directory / "held_out.txt").write_text(paragraph, encoding="utf-8")
+    (directory / "prompts.txt").write_text("The meaning of life is\nOnce upon a time\n",
+                                           encoding="utf-8")
     (directory / "wikitext-2").mkdir()
     (directory / "wikitext-2" / "wiki.test.tokens").write_text(WIKITEXT, encoding="utf-8")
     return directory
@@ -132,7 +136,7 @@ def test_what_the_guides_write_in_the_repository_is_ignored_by_git():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     text = README.read_text() + (ROOT / "export" / "README.md").read_text()
-    outputs = set(re.findall(r"--(?:output_dir|report)=([\w./-]+)", text))
+    outputs = set(re.findall(r"--(?:output_dir|report|output_file)=([\w./-]+)", text))
     outputs |= set(re.findall(r"save_pretrained\(\"([\w./-]+)\"\)", text))
     outputs |= {"gpt2-medium"}  # the offline copy users save next to the repository
     assert {"artifacts", "serving/gpt2-medium", "eval.json"} <= outputs

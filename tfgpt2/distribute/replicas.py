@@ -105,7 +105,9 @@ class Replicas:
         then the values padded to the largest)."""
         shape = np.zeros(2) if own is None else np.asarray(own.shape, np.float64)
         shapes = self._gather(shape).astype(np.int64)
-        rows, cols = shapes.max(axis=0)
+        # Powers of two: few distinct shapes, so the collective is built
+        # for few shapes in a run.
+        rows, cols = (1 << int(n - 1).bit_length() if n > 0 else 1 for n in shapes.max(axis=0))
         padded = np.zeros((rows, cols))
         if own is not None:
             padded[:own.shape[0], :own.shape[1]] = own

@@ -165,8 +165,9 @@ def generate_file(model, prompts, output, *, strategy=None, batch_size: int = 8,
                       for j in range(len(table))]
             made_tokens += sum(len(t) for t in tokens)
             if writer is not None:
-                writer.write([_output_row(model, rows[i], row_settings[i], ids[i], t)
-                              for i, t in zip(batches[k], tokens)])
+                texts = model.tokenizer.batch_decode([t.tolist() for t in tokens])
+                writer.write([_output_row(rows[i], row_settings[i], ids[i], t, text)
+                              for i, t, text in zip(batches[k], tokens, texts)])
             if bar is not None:
                 elapsed = max(time.perf_counter() - began, 1e-9)
                 done = batches[k].stop - start
@@ -205,9 +206,8 @@ def _request(ids, settings) -> RowRequest:
                       top_k=settings.top_k, top_p=settings.top_p, seed=settings.seed)
 
 
-def _output_row(model, row, settings, ids, tokens) -> dict:
-    return dict(index=row.index, prompt=row.prompt,
-                generated_text=model.tokenizer.decode(tokens.tolist()),
+def _output_row(row, settings, ids, tokens, text) -> dict:
+    return dict(index=row.index, prompt=row.prompt, generated_text=text,
                 prompt_tokens=len(ids), generated_tokens=len(tokens),
                 stop_reason="length" if len(tokens) >= settings.max_new_tokens else "eos",
                 settings=settings.as_dict(), **row.extra)
