@@ -15,7 +15,7 @@ import TensorFlow.
 
 from __future__ import annotations
 
-import importlib
+from tfgpt2.lazy_names import lazy_attributes
 
 _EXPORTS = {
     "ContinuationScore": "tfgpt2.evaluation.scoring",
@@ -32,14 +32,4 @@ __all__ = ["ContinuationScore", "ScoreResult", "TaskResult", "Window", "evaluate
            "score_continuations", "score_tokens", "sliding_windows"]
 assert sorted(__all__) == sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tfgpt2.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

@@ -6,7 +6,7 @@ Names load on first use (PEP 562), so reading a prompts file
 
 from __future__ import annotations
 
-import importlib
+from tfgpt2.lazy_names import lazy_attributes
 
 _EXPORTS = {
     "GenerationConfig": "tfgpt2.generation.config",
@@ -18,14 +18,4 @@ _EXPORTS = {
 __all__ = ["GenerationConfig", "TextStreamer", "generate_file", "pipeline", "set_seed"]
 assert sorted(__all__) == sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tfgpt2.generation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())
