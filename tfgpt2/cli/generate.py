@@ -78,11 +78,13 @@ def run_file() -> None:
     if unsupported:
         raise CliError(f"{', '.join(unsupported)} is not available with --prompts_file (each "
                        "row samples or decodes greedily with its own settings and seed).")
+    from tfgpt2.distribute.strategy import cluster_size
     from tfgpt2.generation import output_file, prompt_files
 
     try:  # bad input fails before the model loads
         prompt_files.read_prompts(FLAGS.prompts_file)
-        output_file.check_writable(FLAGS.output_file)
+        if cluster_size() == 1:  # in a cluster only the chief writes, and checks, the output
+            output_file.check_writable(FLAGS.output_file)
     except ValueError as err:
         raise CliError(str(err)) from None
     import tfgpt2
