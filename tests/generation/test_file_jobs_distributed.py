@@ -1,8 +1,7 @@
 """`generate_file` and evaluation under every strategy, against one device:
 MirroredStrategy over 2 logical CPU devices and MultiWorkerMirroredStrategy
 with 2 worker processes on 127.0.0.1 write the same file byte for byte as
-one device (with other batch sizes, so other batch compositions and program
-shapes); evaluation reports the same under 1 and 2 replicas; a run killed
+one device (with other batch sizes, so other batch compositions); evaluation reports the same under 1 and 2 replicas; a run killed
 with SIGKILL mid-file, then run again with the same arguments, ends with
 the file of an uninterrupted run.
 

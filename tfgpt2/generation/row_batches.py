@@ -23,6 +23,13 @@ from tfgpt2.generation.programs import DecodeParams, ProgramKey, ProgramKind
 from tfgpt2.generation.sampling import Sampler, SamplingSettings
 
 _lock = threading.Lock()
+# A program of 1 row multiplies matrices by vectors, with other kernels and
+# other float rounding than a program of 8 or 32 rows: bench/file_jobs.py saw
+# 1 row of 256 (GPT-2 124M, 16 sampled tokens) tip to another token at batch
+# 1, none between batches 8 and 32. With at least 8 rows per program, the
+# batch size does not change a row's numbers; a lone row costs little more,
+# since decoding reads every weight once per step whatever the batch.
+MIN_PROGRAM_ROWS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +46,11 @@ def generate_rows(model, requests: list[RowRequest], batch: int | None = None
                   ) -> list[np.ndarray]:
     """The new tokens of each request (int32, cut before the end-of-text
     token), in order. `batch`: the rows the program takes (rounded up to a
-    power of two), so a file's last, shorter batch compiles nothing new."""
+    power of two, at least MIN_PROGRAM_ROWS), so a file's last, shorter
+    batch compiles nothing new."""
     cfg = model.config
     pad = cfg.eos_token_id
-    batch = packing.bucket_batch(max(batch or 0, len(requests)))
+    batch = packing.bucket_batch(max(batch or 0, len(requests), MIN_PROGRAM_ROWS))
     # Padding rows: one token, greedy, a budget of 1.
     filler = RowRequest(np.asarray([pad], np.int32), 1, 0.0, 0, 1.0, 0)
     rows = list(requests) + [filler] * (batch - len(requests))
