@@ -33,7 +33,7 @@ flags.DEFINE_integer(
     "a CPU, where one 1024-token window keeps all cores busy; 8 on a GPU), or passages "
     "(lambada, default 8) or rows (bias, default 16); cbt-* runs one question per pass (its "
     "context once, its 10 candidates together). generate --prompts_file: prompts per decode "
-    "call on each replica (default 8).")
+    "call on each replica (default 8; a call runs at least 8 rows, so fewer saves nothing).")
 
 # The modes each shared flag means something to (all modes when absent).
 USED_BY = {

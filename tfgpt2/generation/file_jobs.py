@@ -75,7 +75,9 @@ def generate_file(model, prompts, output, *, strategy=None, batch_size: int = 8,
         (OneDevice, Mirrored, MultiWorkerMirrored); None: this process's
         default device. Under several workers, every worker calls this with
         the same arguments; only the chief writes `output`.
-      batch_size: rows per decode call on one replica.
+      batch_size: rows per decode call on one replica (a call runs at
+        least 8 rows, padding included, so that every batch size samples
+        alike; fewer saves nothing).
       seed: the run's seed; row i samples with a seed derived from (seed, i),
         so results do not depend on the layout. None: a random seed,
         recorded with the output so a resumed run goes on with it.
