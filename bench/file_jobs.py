@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from absl import app, flags  # noqa: E402
 
-from bench_support import random_medium_checkpoint  # noqa: E402
+from bench_support import random_checkpoint  # noqa: E402
 from cluster_support import free_ports, quiet_env, worker_env  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -90,7 +90,10 @@ def main(argv):
     del argv
     checkpoint_dir = FLAGS.checkpoint_dir or os.path.join(tempfile.gettempdir(),
                                                           f"tfgpt2-bench-random-{FLAGS.preset}")
-    checkpoint = random_medium_checkpoint(checkpoint_dir, FLAGS.preset)
+    from tfgpt2 import GPT2Config
+
+    checkpoint = random_checkpoint(checkpoint_dir, GPT2Config.from_preset(FLAGS.preset),
+                                   f"GPT-2 ({FLAGS.preset})")
     work = Path(tempfile.mkdtemp(prefix="tfgpt2-bench-file-jobs-"))
     words = ["The", "river", "Once", "upon", "a", "time", "in", "the", "city", "of", "glass"]
     prompts = [" ".join(words[(i + j) % len(words)] for j in range(3 + i % 3))
