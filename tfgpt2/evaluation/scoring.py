@@ -153,6 +153,13 @@ Window(start=4, end=10, score_from=9)]
 _PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def forget_programs(model) -> None:
+    """Drop `model`'s compiled scoring programs (its weights were replaced,
+    e.g. by `quantize`): the next scoring call traces them again."""
+    for programs in (_PROGRAMS, _CHOICE_PROGRAMS):
+        programs.pop(model, None)
+
+
 def _span_program(model, layout: tuple[int, int, int]):
     """The compiled program for one batch layout `(rows, row length, span
     length)`: NLL of a span of each row given the row before it.
@@ -440,6 +447,13 @@ def score_continuations(model, requests: Sequence[tuple[Sequence[int], Sequence[
 # ----------------------------------------------------------------------------
 
 _CHOICE_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forget_programs(model) -> None:
+    """Drop `model`'s compiled scoring programs (its weights were replaced,
+    e.g. by `quantize`): the next scoring call traces them again."""
+    for programs in (_PROGRAMS, _CHOICE_PROGRAMS):
+        programs.pop(model, None)
 
 
 def _choice_program(model, layout: tuple[int, int, int]):

@@ -57,6 +57,11 @@ def export(model, path, format: str = "tf_saved_model", *, overwrite: bool = Fal
     `tf.saved_model.load` and CPU servers started with
     `--xla_cpu_compilation_enabled=true`); `litert` and `litertlm` take
     `quantization` (`"int8"`, the default, `"float16"` or `"none"`) and
-    `cache_length`.
+    `cache_length`. A model quantized in memory (`model.quantize`) is
+    refused: export the float model, which `litert` quantizes itself.
     """
+    from tfgpt2.modeling.quantization import refuse_if_quantized
+
+    refuse_if_quantized(model, "export it", "the .tflite export quantizes the float model "
+                        "itself (quantization=\"int8\")")
     return get_target(format).export(model, path, overwrite=overwrite, **options)

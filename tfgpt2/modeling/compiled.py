@@ -97,9 +97,19 @@ def dims(x, count: int):
     return dims
 
 
-def weight_matmul(x, kernel):
-    """x [N, in] @ kernel[out, in]^T, kept a dot of its own inside XLA."""
-    y = tf.matmul(x, kernel, transpose_b=True)
+def weight_matmul(x, kernel, scale=None):
+    """x [N, in] @ kernel[out, in]^T, kept a dot of its own inside XLA.
+
+    With `scale` [out] (an int8 kernel, `model.quantize("int8")`): the
+    kernel converted to x's dtype in the dot, each output multiplied by its
+    channel's scale. XLA on CPU has no int8 dot (it widens an s8 x s8 dot to
+    s32) and does not fuse the convert into the dot: in a decode loop it
+    hoists the convert out of the loop, so the steps read a float copy
+    (bench/weight_stream.py measures the int8 formulations; BENCHMARKS.md)."""
+    if scale is None:
+        y = tf.matmul(x, kernel, transpose_b=True)
+    else:
+        y = tf.matmul(x, tf.cast(kernel, x.dtype), transpose_b=True) * tf.cast(scale, x.dtype)
     if in_xla_program():
         y = xla.optimization_barrier(y)[0]
     return y

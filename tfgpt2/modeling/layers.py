@@ -12,7 +12,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tfgpt2.modeling import masking
+from tfgpt2.modeling import masking, quantization
 from tfgpt2.modeling.compiled import dims, weight_matmul
 from tfgpt2.modeling.kv_cache import in_cache_layout, write_position
 
@@ -30,6 +30,7 @@ class Linear(keras.layers.Layer):
         super().__init__(**kwargs)
         self.units = units
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_scale = None  # per-row scales once quantized (kernel int8)
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -38,10 +39,15 @@ class Linear(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """int8 weight-only (`tfgpt2.modeling.quantization`); called by the
+        model's `quantize`, which checks the mode."""
+        self.kernel, self.kernel_scale = quantization.replace_with_int8(self, "kernel")
+
     def call(self, x):
         rank = x.shape.rank
         flat = x if rank == 2 else tf.reshape(x, [-1, self.kernel.shape[1]])
-        y = tf.nn.bias_add(weight_matmul(flat, self.kernel), self.bias)
+        y = tf.nn.bias_add(weight_matmul(flat, self.kernel, self.kernel_scale), self.bias)
         # -1 for the batch: no shape ops when the other sizes are static.
         return y if rank == 2 else tf.reshape(y, [-1, *dims(x, rank - 1)[1:], self.units])
 
@@ -63,18 +69,28 @@ class GPT2Embeddings(keras.layers.Layer):
         self.vocab_size, self.n_positions, self.n_embd = vocab_size, n_positions, n_embd
         self._initializer = keras.initializers.get(embeddings_initializer)
         self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="drop")
+        self.wte_scale = None  # per-token scales once quantized (wte int8)
 
     def build(self, input_shape=None):
         init = self._initializer
         self.wte = self.add_weight(name="wte", shape=(self.vocab_size, self.n_embd), initializer=init)
         self.wpe = self.add_weight(name="wpe", shape=(self.n_positions, self.n_embd), initializer=init)
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """int8 token embedding, one scale per token: the LM head's kernel
+        (the model's largest, [V, C]) and the input lookup both read it."""
+        self.wte, self.wte_scale = quantization.replace_with_int8(self, "wte")
+
     def call(self, inputs, position_ids=None, reverse=False, training=None):
         if reverse:
             rank = inputs.shape.rank
-            logits = weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte)
+            logits = weight_matmul(tf.reshape(inputs, [-1, self.n_embd]), self.wte, self.wte_scale)
             return tf.cast(tf.reshape(logits, dims(inputs, rank - 1) + [self.vocab_size]), "float32")
-        hidden = tf.gather(self.wte, inputs) + tf.gather(self.wpe, position_ids)
+        tokens = tf.gather(self.wte, inputs)
+        if self.wte_scale is not None:
+            tokens = (tf.cast(tokens, self.compute_dtype)
+                      * tf.cast(tf.gather(self.wte_scale, inputs), self.compute_dtype)[..., None])
+        hidden = tokens + tf.gather(self.wpe, position_ids)
         return self.dropout(hidden, training=training)
 
     def compute_output_spec(self, inputs, position_ids=None, reverse=False, training=None):

@@ -16,9 +16,10 @@ import keras
 
 from tfgpt2.config import DEFAULT_PRESET, GPT2Config
 from tfgpt2.modeling import inputs as input_checks
+from tfgpt2.modeling import quantization
 from tfgpt2.modeling.kv_cache import KVCache
-from tfgpt2.modeling.layers import (AttentionBias, GPT2Block, GPT2Embeddings, PositionIds,
-                                    call_block, initializers)
+from tfgpt2.modeling.layers import (AttentionBias, GPT2Block, GPT2Embeddings, Linear,
+                                    PositionIds, call_block, initializers)
 from tfgpt2.outputs import ModelOutput
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -64,6 +65,11 @@ class GPT2PreTrainedModel(keras.Model):
         self._tokenizer = None  # built on first use of `tokenizer`
         self._pretrained_directory = None  # set by from_pretrained: where the vocabulary is
         self._decode_programs = None  # tfgpt2.generation's compiled programs, on first use
+        self._quantization_mode = None  # "int8" after quantize("int8")
+        # Keras wraps every layer's `quantize` to resolve its own modes and
+        # configs first; the model checks its one mode itself (the layers'
+        # wrappers stay: they unlock each layer's variable tracker).
+        vars(self).pop("quantize", None)
 
     @staticmethod
     def _symbolic_inputs():
@@ -163,6 +169,54 @@ class GPT2PreTrainedModel(keras.Model):
             input_ids, attention_mask, self.config.vocab_size, max_length=self.config.n_positions)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    # --- quantization -----------------------------------------------------------
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras 3's `Model.quantize`: `"int8"` stores every weight matmul's
+        kernel (and the tied token embedding, i.e. the LM head) as int8
+        with one float scale per output channel; activations, biases,
+        LayerNorms and the position embedding stay float.
+        `tfgpt2.modeling.quantization` gives the rule, docs/quantization.md
+        the drift and speed.
+
+        Afterwards `generate` (every decoding mode) and scoring work;
+        training, `save_pretrained` and `export` are refused, and so is a
+        second `quantize`. Keras' `config` and `filters` are not supported.
+
+        Example:
+            model = GPT2LMHeadModel.from_pretrained("gpt2-medium")
+            model.quantize("int8")
+            model.generate("The meaning of life is", max_new_tokens=40)
+        """
+        if config is not None or filters is not None or kwargs:
+            raise ValueError("quantize() takes only the mode here (e.g. quantize(\"int8\")); "
+                             "Keras' config, filters and other options are not supported.")
+        quantization.check_mode(mode, self._quantization_mode)
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, (Linear, GPT2Embeddings)):
+                layer.quantize(mode)
+        self._quantization_mode = mode
+        # Programs traced before read the float variables, which are gone.
+        self._decode_programs = None
+        self.train_function = self.test_function = self.predict_function = None
+        from tfgpt2.evaluation import scoring
+
+        scoring.forget_programs(self)
+
+    @property
+    def weight_quantization(self):
+        """None for float weights, else the mode given to `quantize`. (Not
+        Keras' `quantization_mode`, which reads the dtype policy and would
+        route every call through Keras' own quantized layers.)"""
+        return self._quantization_mode
+
+    def fit(self, *args, **kwargs):
+        quantization.refuse_if_quantized(self, "train it (fit)")
+        return super().fit(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        quantization.refuse_if_quantized(self, "train it (train_on_batch)")
+        return super().train_on_batch(*args, **kwargs)
+
     # --- config and checkpoints ------------------------------------------------
     def get_config(self):
         return {"config": self.config.to_dict(), "output_hidden_states": self.output_hidden_states,
@@ -196,6 +250,7 @@ class GPT2PreTrainedModel(keras.Model):
         """Write the Hugging Face layout (safetensors + config.json + vocab)."""
         from tfgpt2.checkpoints import weights
 
+        quantization.refuse_if_quantized(self, "save it with save_pretrained")
         weights.save_pretrained(self, directory, max_shard_size=max_shard_size)
 
     def num_parameters(self) -> int:
@@ -303,6 +358,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         from tfgpt2 import export as exporting
 
         if format not in exporting.FORMATS:
+            quantization.refuse_if_quantized(self, "export it")
             return super().export(filepath, format=format, verbose=verbose,
                                   input_signature=input_signature, **kwargs)
         if input_signature is not None:

@@ -49,6 +49,9 @@ class Steps:
 
     def __init__(self, model, optimizer, strategy, *, grad_accum_steps: int = 1,
                  clip_norm: float = 0.0, seed: int = 0, jit_compile: bool = True):
+        from tfgpt2.modeling.quantization import refuse_if_quantized
+
+        refuse_if_quantized(model, "fine-tune it")
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.grad_accum_steps, self.clip_norm, self.seed = grad_accum_steps, clip_norm, seed
         self.num_replicas = strategy.num_replicas_in_sync
