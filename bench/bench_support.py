@@ -1,11 +1,13 @@
 """What the bench scripts share: the seeded random GPT-2 Medium they all
 measure (real weights cannot be downloaded on every machine that benches),
-and the model FLOPs that MFU is counted in."""
+and the model FLOPs that MFU is counted in; how greedy tokens are compared."""
 
 from __future__ import annotations
 
 import os
 import sys
+
+import numpy as np
 
 
 def random_checkpoint(directory: str, config, what: str) -> str:
@@ -34,3 +36,12 @@ def training_flops_per_token(num_params: int, n_layer: int, n_embd: int, seq_len
     weighted sums (H Q = n_embd, T = seq_len). N counts the tied embedding
     once, as the LM head's matmul. MFU = tok/s x this / peak FLOP/s."""
     return 6 * num_params + 12 * n_layer * n_embd * seq_len
+
+
+def leading_agreement(tokens, reference) -> int:
+    """New tokens [B, N] equal to the reference's before the first
+    difference, in the row that diverges first (after it, the two continue
+    different texts)."""
+    differs = np.asarray(tokens) != np.asarray(reference)
+    first = np.where(differs.any(axis=1), differs.argmax(axis=1), differs.shape[1])
+    return int(first.min())

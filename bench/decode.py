@@ -4,6 +4,7 @@ same GPT-2 Medium weights, in one run, greedy and sampled.
     python bench/decode.py                      # all peers that are installed
     python bench/decode.py --peers=tfgpt2,keras_hub --batch_sizes=1
     python bench/decode.py --peers=tfgpt2,torch --prefill_length=0   # sampled rows
+    python bench/decode.py --peers=tfgpt2,tfgpt2_int8 --batch_sizes=1 --settings=greedy,top_k=50
 
 Protocol (docs/benchmarks.md): fp32, seeded random weights, an 8-token
 prompt, 64 new tokens, batch 1 then 8. Tokens/s is new tokens per second per
@@ -36,11 +37,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from bench_support import random_medium_checkpoint  # noqa: E402
+from bench_support import leading_agreement, random_medium_checkpoint  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("peers", ["tfgpt2", "keras_hub", "keras_hub_xla", "torch"],
-                  "Systems to measure; the first is the baseline of the ratios.")
+                  "Systems to measure; the first is the baseline of the ratios (also: "
+                  "tfgpt2_int8, tfgpt2 after model.quantize(\"int8\")).")
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 flags.DEFINE_list("settings", ["greedy", "top_k=50", "top_p=0.9", "temperature=0.7+top_k=40"],
                   "Decoding settings (names from SETTINGS).")
@@ -84,6 +86,16 @@ class TfGpt2:
         out = self.model.generate(ids, max_new_tokens=new_tokens, eos_token_id=[], seed=0,
                                   **SETTINGS[setting])
         return np.asarray(out)[:, ids.shape[1]:]
+
+
+class TfGpt2Int8(TfGpt2):
+    """tfgpt2 after `model.quantize("int8")` (int8 weights, float activations)."""
+
+    name = "tfgpt2_int8"
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.model.quantize("int8")
 
 
 class KerasHub:
@@ -150,7 +162,8 @@ class Torch:
         return out[:, ids.shape[1]:].numpy()
 
 
-PEERS = {"tfgpt2": TfGpt2, "keras_hub": KerasHub, "keras_hub_xla": KerasHubXla, "torch": Torch}
+PEERS = {"tfgpt2": TfGpt2, "tfgpt2_int8": TfGpt2Int8, "keras_hub": KerasHub,
+         "keras_hub_xla": KerasHubXla, "torch": Torch}
 
 
 def load_peers(directory):
@@ -184,7 +197,7 @@ def measure(peers, batch, rng):
         if SETTINGS[setting]["do_sample"]:
             agree = None  # different random streams: nothing to compare
         else:
-            agree = bool(np.array_equal(outputs[setting, name], outputs[setting, peers[0].name]))
+            agree = leading_agreement(outputs[setting, name], outputs[setting, peers[0].name])
         results[setting, name] = dict(first=first[setting, name], agree=agree,
                                       rate=FLAGS.new_tokens / statistics.median(t))
     return results
@@ -228,15 +241,15 @@ def main(argv):
                              ours / r["rate"], r["first"], r["agree"]))
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
 
-    print(f"\nGPT-2 Medium fp32, prompt {FLAGS.prompt_length}, {FLAGS.new_tokens} new tokens, "
+    print(f"\nGPT-2 Medium ({', '.join(p.name for p in peers)}), prompt {FLAGS.prompt_length}, {FLAGS.new_tokens} new tokens, "
           f"median of {FLAGS.repeats}; {os.cpu_count()} CPU threads\n")
     print(f"| batch | setting | system | tok/s per sequence | tok/s total | "
           f"vs {base_name} greedy | {base_name} speed-up | first call (s) | "
-          f"same tokens as {base_name} |")
+          f"greedy tokens equal to {base_name}'s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for batch, setting, name, rate, total, vs_greedy, ratio, first, agree in rows:
         vs_greedy = f"{vs_greedy:.3f}x" if vs_greedy is not None else ""
-        agree = "sampled: n/a" if agree is None else ("yes" if agree else "NO")
+        agree = "sampled: n/a" if agree is None else f"{agree}/{FLAGS.new_tokens}"
         print(f"| {batch} | {setting} | {name} | {rate:.2f} | {total:.1f} | {vs_greedy} | "
               f"{ratio:.2f}x | {first:.1f} | {agree} |")
     if FLAGS.prefill_length:

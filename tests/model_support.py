@@ -97,3 +97,34 @@ def brute_force_greedy(backbone, ids, new: int) -> list[int]:
         _, logits = keras_hub_outputs(backbone, np.array([ids], np.int32))
         ids.append(int(np.argmax(logits[0, -1])))
     return ids[-new:]
+
+
+def numpy_int8(kernel):
+    """int8 weight-only quantisation by brute force: per row of a [out, in]
+    kernel, scale = max|row| / 127, values round(w / scale) (half to even,
+    as NumPy), clipped to [-127, 127]. Returns (int8 values, float32 scales)."""
+    kernel = np.asarray(kernel, np.float64)
+    scales = np.abs(kernel).max(axis=1) / 127.0
+    scales[scales == 0] = 1.0
+    values = np.clip(np.round(kernel / scales[:, None]), -127, 127)
+    return values.astype(np.int8), scales.astype(np.float32)
+
+
+def quantized_kernels(model):
+    """{layer path: (layer, attribute)} of every kernel `quantize("int8")`
+    quantizes: each Linear's `kernel` and the token embedding `wte`."""
+    from tfgpt2.modeling.layers import GPT2Embeddings, Linear
+
+    found = {}
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, (Linear, GPT2Embeddings)):
+            found[layer.path] = (layer, "kernel" if isinstance(layer, Linear) else "wte")
+    return found
+
+
+def dequantize_in_place(model):
+    """Replace a float model's kernels by `numpy_int8`'s values times
+    scales: the reference a quantized model must compute."""
+    for layer, name in quantized_kernels(model).values():
+        values, scales = numpy_int8(getattr(layer, name).numpy())
+        getattr(layer, name).assign(values.astype(np.float32) * scales[:, None])

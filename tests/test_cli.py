@@ -29,6 +29,18 @@ def test_generate_prints_each_continuation_without_tensorflow_noise(tiny_checkpo
         assert noise not in result.stderr, result.stderr
 
 
+def test_generate_with_int8_quantization_prints_the_quantized_models_text(tiny_checkpoint):
+    from tfgpt2 import GPT2LMHeadModel
+
+    result = run("--mode=generate", f"--model={tiny_checkpoint}", "--prompt=Hello there",
+                 "--max_new_tokens=5", "--nodo_sample", "--quantization=int8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = GPT2LMHeadModel.from_pretrained(tiny_checkpoint)
+    model.quantize("int8")  # tests/modeling/test_quantization.py checks it against NumPy
+    expected = model.generate("Hello there", max_new_tokens=5, do_sample=False)
+    assert result.stdout == f"--- 0 ---\n{expected}\n"
+
+
 def test_beams_alone_mean_greedy_beam_search(tiny_checkpoint):
     result = run(f"--model={tiny_checkpoint}", "--prompt=Hello", "--num_beams=3",
                  "--max_new_tokens=4")

@@ -162,3 +162,25 @@ def test_command_line_end_to_end(tmp_path, checkpoint):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
         "error: --max_new_tokens is a flag of --mode=generate, not of --mode=eval."
+
+
+def test_quantization_int8_scores_the_numpy_dequantized_weights(tmp_path, checkpoint):
+    """--quantization=int8 gives what the float model gives on the weights
+    quantized and dequantized by NumPy (an independent int8 reference)."""
+    from model_support import dequantize_in_place
+    from tfgpt2 import GPT2LMHeadModel
+    from tfgpt2.cli.common import quantize_as
+
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 6, encoding="utf-8")
+    reference = GPT2LMHeadModel.from_pretrained(checkpoint)
+    dequantize_in_place(reference)
+    reference.save_pretrained(tmp_path / "dequantized")
+    expected = run_evaluation(Options(task="text", data=str(text), model=str(tmp_path / "dequantized")))
+    result = run_evaluation(Options(task="text", data=str(text), model=checkpoint,
+                                    quantization="int8"))
+    assert result.num_tokens == expected.num_tokens
+    for name, value in expected.figures.items():
+        assert result.figures[name] == pytest.approx(value, rel=1e-5), name
+    with pytest.raises(CliError, match="--quantization=float16 is a file format of --mode=export"):
+        quantize_as(reference, "float16")

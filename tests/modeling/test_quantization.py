@@ -6,30 +6,8 @@ scoring, and refuse what needs float weights."""
 import numpy as np
 import pytest
 
-from model_support import small_config
+from model_support import dequantize_in_place, numpy_int8, quantized_kernels, small_config
 from tfgpt2 import GPT2LMHeadModel, score_tokens
-from tfgpt2.modeling.layers import GPT2Embeddings, Linear
-
-
-def numpy_int8(kernel):
-    """The rule, brute force: per row, scale = max|row| / 127, values
-    round(w / scale) (half to even, as NumPy), clipped to [-127, 127]."""
-    kernel = np.asarray(kernel, np.float64)
-    scales = np.abs(kernel).max(axis=1) / 127.0
-    scales[scales == 0] = 1.0
-    values = np.clip(np.round(kernel / scales[:, None]), -127, 127)
-    return values.astype(np.int8), scales.astype(np.float32)
-
-
-def quantized_kernels(model):
-    """{layer name: (layer, its float [out, in] kernel variable's attribute)}."""
-    found = {}
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, Linear):
-            found[layer.path] = (layer, "kernel")
-        elif isinstance(layer, GPT2Embeddings):
-            found[layer.path] = (layer, "wte")
-    return found
 
 
 def louder_model():
@@ -45,9 +23,7 @@ def models():
     """(float model, float model holding the NumPy-dequantized weights,
     quantized model), all from the same seeded weights."""
     float_model, dequantized, quantized = louder_model(), louder_model(), louder_model()
-    for layer, name in quantized_kernels(dequantized).values():
-        values, scales = numpy_int8(getattr(layer, name).numpy())
-        getattr(layer, name).assign(values.astype(np.float32) * scales[:, None])
+    dequantize_in_place(dequantized)
     quantized.quantize("int8")
     return float_model, dequantized, quantized
 

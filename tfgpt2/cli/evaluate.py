@@ -9,6 +9,7 @@ from pathlib import Path
 from absl import flags
 
 from tfgpt2.cli import CliError, Mode
+from tfgpt2.cli.common import quantize_as
 from tfgpt2.evaluation.datasets import DATA_FILES, TASK_NAMES, DataError, example_unit
 
 FLAGS = flags.FLAGS
@@ -69,6 +70,7 @@ class Options:
     continuations: str | None = None
     top: int = 10
     strategy: str = "auto"
+    quantization: str | None = None  # --quantization: "int8" quantizes the model
 
 
 def _check(options: Options) -> None:
@@ -146,7 +148,7 @@ def run_evaluation(options: Options):
     from tfgpt2.distribute import replicas
     from tfgpt2.distribute.strategy import make_strategy
 
-    model = GPT2LMHeadModel.from_pretrained(options.model)
+    model = quantize_as(GPT2LMHeadModel.from_pretrained(options.model), options.quantization)
     workers = replicas.Replicas(make_strategy(options.strategy))
     source = str(data.path) if data.path else "the built-in templates and occupations"
     count = f"the first {options.max_examples} {example_unit(options.task)} of " \
@@ -184,7 +186,8 @@ def run() -> None:
         task=FLAGS.task, model=FLAGS.model, data=FLAGS.data, report=FLAGS.report,
         stride=FLAGS.stride, batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
         download=FLAGS.download, stop_word_filter=FLAGS.stop_word_filter,
-        continuations=FLAGS.continuations, top=FLAGS.top, strategy=FLAGS.strategy))
+        continuations=FLAGS.continuations, top=FLAGS.top, strategy=FLAGS.strategy,
+        quantization=FLAGS.quantization))
 
 
 MODE = Mode(

@@ -19,10 +19,6 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "litertlm"]
 flags.DEFINE_integer("cache_length", None,
                      "Most tokens a generation may hold, prompt included (default: the "
                      "model's context, 1024 for GPT-2).")
-flags.DEFINE_enum("quantization", "int8", ["none", "float16", "int8"],
-                  "tflite and litertlm only. int8 (the default): dynamic-range int8 weights, 4x smaller "
-                  "and ~3x faster on phone CPUs than none (fp32), at a small drift; "
-                  "float16: half the size of fp32, float math.")
 flags.DEFINE_bool("xla", False,
                   "saved_model only. Compile the decode loop with XLA: faster on CPU servers "
                   "started with --xla_cpu_compilation_enabled=true, and for "
@@ -43,6 +39,7 @@ def run() -> None:
         given = [f"--{name}" for name in _TFLITE_ONLY if FLAGS[name].present]
     if given:
         raise CliError(f"{', '.join(given)} does not apply to --format={FLAGS.format}.")
+    quantization = FLAGS.quantization or "int8"  # the shared flag's default for files
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from pathlib import Path
 
@@ -57,7 +54,7 @@ def run() -> None:
     if FLAGS.format != "saved_model":  # refuse a file over 2 GiB before loading anything
         from tfgpt2.export.tflite import check_fits
 
-        check_fits(GPT2Config.from_pretrained(FLAGS.model), FLAGS.quantization, FLAGS.model)
+        check_fits(GPT2Config.from_pretrained(FLAGS.model), quantization, FLAGS.model)
     logging.info("Loading %s ...", FLAGS.model)
     model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
     if FLAGS.format == "saved_model":
@@ -66,10 +63,10 @@ def run() -> None:
         what = f"SavedModel ({'XLA decode loop' if FLAGS.xla else 'no XLA'})"
     else:
         name = Path(str(FLAGS.model).rstrip("/")).name or "gpt2"
-        path = export(model, Path(FLAGS.output_dir) / f"{name}.{FLAGS.quantization}.{FLAGS.format}",
-                      "litert", quantization=FLAGS.quantization,
+        path = export(model, Path(FLAGS.output_dir) / f"{name}.{quantization}.{FLAGS.format}",
+                      "litert", quantization=quantization,
                       cache_length=FLAGS.cache_length, overwrite=FLAGS.overwrite)
-        what = f".{FLAGS.format} ({FLAGS.quantization})"
+        what = f".{FLAGS.format} ({quantization})"
     print(f"Wrote {what} to {path} ({writing.human_size(writing.directory_size(path))}).")
 
 

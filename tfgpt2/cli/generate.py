@@ -5,6 +5,7 @@ from __future__ import annotations
 from absl import flags
 
 from tfgpt2.cli import CliError, Mode
+from tfgpt2.cli.common import quantize_as
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("prompt", ["Hello, I'm a language model,"],
@@ -58,7 +59,7 @@ def run() -> None:
         return run_tflite()
     import tfgpt2
 
-    model = tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model)
+    model = quantize_as(tfgpt2.GPT2LMHeadModel.from_pretrained(FLAGS.model), FLAGS.quantization)
     if FLAGS.stream:
         model.generate(FLAGS.prompt[0], streamer=tfgpt2.TextStreamer(model.tokenizer), **settings())
         return

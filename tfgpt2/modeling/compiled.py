@@ -101,18 +101,43 @@ def weight_matmul(x, kernel, scale=None):
     """x [N, in] @ kernel[out, in]^T, kept a dot of its own inside XLA.
 
     With `scale` [out] (an int8 kernel, `model.quantize("int8")`): the
-    kernel converted to x's dtype in the dot, each output multiplied by its
-    channel's scale. XLA on CPU has no int8 dot (it widens an s8 x s8 dot to
-    s32) and does not fuse the convert into the dot: in a decode loop it
-    hoists the convert out of the loop, so the steps read a float copy
-    (bench/weight_stream.py measures the int8 formulations; BENCHMARKS.md)."""
+    kernel converted to x's dtype, each output multiplied by its channel's
+    scale. Inside XLA by `int8_matmul_by_blocks` (XLA on CPU has no int8
+    dot: it widens an s8 x s8 dot to s32; a plain convert is hoisted out of
+    the decode loop). Outside XLA (prefill, scoring: many rows per weight,
+    compute-bound) one convert per matmul. bench/weight_stream.py measures
+    the int8 formulations; docs/quantization.md gives the result."""
     if scale is None:
         y = tf.matmul(x, kernel, transpose_b=True)
+    elif in_xla_program():
+        y = int8_matmul_by_blocks(x, kernel, scale)
     else:
         y = tf.matmul(x, tf.cast(kernel, x.dtype), transpose_b=True) * tf.cast(scale, x.dtype)
     if in_xla_program():
         y = xla.optimization_barrier(y)[0]
     return y
+
+
+# Weights per int8 block inside XLA: a whole block matmul of GPT-2 Medium
+# (up to 4096 x 1024), the LM head in 13 blocks. Blocks of 2^18 and 2^30
+# measured slower (bench/weight_stream.py --systems=int8_chunked --int8_block=N).
+INT8_BLOCK = 1 << 22
+
+
+def int8_matmul_by_blocks(x, kernel, scale, block: int = INT8_BLOCK):
+    """x [N, in] @ (int8 kernel [out, in] * scale[:, None])^T inside XLA,
+    `block // in` rows at a time. An optimisation barrier ties each block to
+    `x`: without it XLA hoists the convert out of a decode loop and every
+    step reads a float copy of the weights. With it, XLA fuses each block's
+    slice, convert and dot into one loop that reads the int8 bytes."""
+    out, width = kernel.shape
+    rows = max(1, min(out, block // width))
+    parts = []
+    for start in range(0, out, rows):
+        x_tied, part = xla.optimization_barrier(x, kernel[start:start + rows])
+        parts.append(tf.matmul(x_tied, tf.cast(part, x.dtype), transpose_b=True))
+    y = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+    return y * tf.cast(scale, x.dtype)
 
 
 def write_at(tensor, update, index, axis: int, owned: bool = False):
