@@ -76,6 +76,14 @@ def tf_chain(mats, out_in: bool, jit_compile: bool = True):
     def matvec(h, w):
         return tf.matmul(h, w, transpose_b=out_in)
 
+    return tf_loop(stored, matvec, jit_compile)
+
+
+def tf_loop(stored, matvec, jit_compile: bool):
+    """--steps chain steps in one TF while loop (one XLA program, or a
+    plain graph)."""
+    import tensorflow as tf
+
     @tf.function(jit_compile=jit_compile)
     def loop(h):
         return tf.while_loop(lambda i, h: i < FLAGS.steps,
@@ -174,18 +182,7 @@ def int8_weights(mats, in_out: bool = False):
 def tf_int8_chain(stored, formulation: str):
     """The chain with int8 kernels, each mat-vec one of INT8_MATVECS (XLA,
     except oneDNN's kernel, which only a plain TF graph runs)."""
-    import tensorflow as tf
-
-    matvec = INT8_MATVECS[formulation]
-
-    @tf.function(jit_compile=formulation != "onednn")
-    def loop(h):
-        return tf.while_loop(lambda i, h: i < FLAGS.steps,
-                             lambda i, h: (i + 1, chain_step(h, stored, matvec, tf.tanh)),
-                             (tf.constant(0), h))[1]
-
-    start = tf.ones([FLAGS.batch_size, WIDTH])
-    return lambda: loop(start).numpy()
+    return tf_loop(stored, INT8_MATVECS[formulation], jit_compile=formulation != "onednn")
 
 
 def memory_read(mats):
