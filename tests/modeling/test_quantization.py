@@ -126,3 +126,14 @@ def test_unsupported_modes_name_the_supported_one(mode):
     assert model.weight_quantization is None
     with pytest.raises(ValueError, match="takes only the mode"):
         model.quantize("int8", filters="c_fc")
+
+
+def test_a_replica_copy_keeps_the_int8_weights(models, prompts):
+    # What generate_file puts on each further accelerator replica.
+    from tfgpt2.distribute.replicas import copy_of
+
+    *_, quantized = models
+    copy = copy_of(quantized)
+    assert copy.weight_quantization == "int8"
+    np.testing.assert_array_equal(copy(prompts)["logits"].numpy(),
+                                  quantized(prompts)["logits"].numpy())

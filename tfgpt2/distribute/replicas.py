@@ -65,9 +65,7 @@ class Replicas:
                     copies.append(model)
                     continue
                 with tf.device(device):
-                    copy = type(model)(model.config, initialize=False, dtype=model.dtype_policy)
-                    copy.set_weights(model.get_weights())
-                copies.append(copy)
+                    copies.append(copy_of(model))
             self._copies[id(model)] = copies
         return self._copies[id(model)]
 
@@ -129,6 +127,16 @@ class Replicas:
         per_replica = self.strategy.experimental_distribute_values_from_function(
             lambda _: value if next(calls) == 0 else tf.zeros_like(value))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+
+
+def copy_of(model):
+    """A model of the same config, dtype policy and weights (int8 ones too,
+    after `quantize`), built on the current device."""
+    copy = type(model)(model.config, initialize=False, dtype=model.dtype_policy)
+    if model.weight_quantization:  # the same int8 variables, filled below
+        copy.quantize(model.weight_quantization)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _local_devices(strategy) -> list[str | None]:
