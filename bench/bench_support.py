@@ -1,6 +1,7 @@
 """What the bench scripts share: the seeded random GPT-2 Medium they all
 measure (real weights cannot be downloaded on every machine that benches),
-and the model FLOPs that MFU is counted in; how greedy tokens are compared."""
+and the model FLOPs that MFU is counted in; how greedy tokens are compared;
+the decoding settings bench/decode.py runs every peer with."""
 
 from __future__ import annotations
 
@@ -8,6 +9,22 @@ import os
 import sys
 
 import numpy as np
+
+# Each decoding setting as transformers-style generate() keyword arguments,
+# the same for every peer of bench/decode.py; unset: top_k=0 (the whole
+# vocabulary), top_p=1.0, temperature=1.0.
+DECODE_SETTINGS = {
+    "greedy": dict(do_sample=False),
+    "top_k=50": dict(do_sample=True, top_k=50),
+    "top_p=0.9": dict(do_sample=True, top_k=0, top_p=0.9),
+    "temperature=0.7+top_k=40": dict(do_sample=True, temperature=0.7, top_k=40),
+}
+
+
+def sampling(setting: str) -> tuple[bool, int, float, float]:
+    """(do_sample, top_k, top_p, temperature) of a DECODE_SETTINGS name."""
+    values = dict(dict(top_k=0, top_p=1.0, temperature=1.0), **DECODE_SETTINGS[setting])
+    return values["do_sample"], values["top_k"], values["top_p"], values["temperature"]
 
 
 def random_checkpoint(directory: str, config, what: str) -> str:

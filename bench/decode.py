@@ -1,10 +1,15 @@
-"""Decoding speed: tfgpt2 against keras-hub and transformers (PyTorch) on the
-same GPT-2 Medium weights, in one run, greedy and sampled.
+"""Decoding speed: tfgpt2 against keras-hub, transformers (PyTorch) and the
+CPU inference engines (bench/engines.py: CTranslate2, llama.cpp, ONNX
+Runtime, OpenVINO; opt-in) on the same GPT-2 Medium weights, in one run,
+greedy and sampled.
 
     python bench/decode.py                      # all peers that are installed
     python bench/decode.py --peers=tfgpt2,keras_hub --batch_sizes=1
     python bench/decode.py --peers=tfgpt2,torch --prefill_length=0   # sampled rows
     python bench/decode.py --peers=tfgpt2,tfgpt2_int8 --batch_sizes=1 --settings=greedy,top_k=50
+    python bench/decode.py --peers=tfgpt2,tfgpt2_int8,torch,ctranslate2,ctranslate2_int8,\
+        llama_cpp,llama_cpp_q8_0,onnxruntime,onnxruntime_int8,openvino,openvino_int8 \
+        --settings=greedy --llama_cpp_converter=PATH/convert_hf_to_gguf.py
 
 Protocol (docs/benchmarks.md): fp32, seeded random weights, an 8-token
 prompt, 64 new tokens, batch 1 then 8. Tokens/s is new tokens per second per
@@ -20,7 +25,13 @@ model card's default), top_p=0.9 with top_k=0, temperature 0.7 with
 top_k=40. Every peer samples with the same settings and a fixed seed, and
 generates exactly --new_tokens (transformers: min_new_tokens). Sampled
 tokens cannot be compared across systems (different random streams); greedy
-tokens are compared with tfgpt2's. keras-hub runs greedy only.
+tokens are compared with --token_reference's (transformers' when it runs).
+keras-hub runs greedy only; llama.cpp runs batch 1 only.
+
+The engines are converted once from the checkpoint directory into
+--work_dir and reused; each runs with --threads threads. Install them with
+`pip install -e ".[bench-engines]"` (docs/benchmarks.md, which also says how
+to get llama.cpp's converter).
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import engines  # noqa: E402
+from bench_support import DECODE_SETTINGS as SETTINGS  # noqa: E402
 from bench_support import leading_agreement, random_medium_checkpoint  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -51,18 +64,16 @@ flags.DEFINE_integer("new_tokens", 64, "New tokens per sequence.")
 flags.DEFINE_integer("prefill_length", 512, "Prompt length for the prefill latency "
                      "(0 skips it).")
 flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (median).")
-flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for PyTorch.")
+flags.DEFINE_integer("threads", os.cpu_count() or 1, "CPU threads for PyTorch and each engine.")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Reuse a saved random Medium checkpoint here (written if missing).")
-
-
-# Each setting as generate() keyword arguments, the same for every peer.
-SETTINGS = {
-    "greedy": dict(do_sample=False),
-    "top_k=50": dict(do_sample=True, top_k=50),
-    "top_p=0.9": dict(do_sample=True, top_k=0, top_p=0.9),
-    "temperature=0.7+top_k=40": dict(do_sample=True, temperature=0.7, top_k=40),
-}
+flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-bench-engines"),
+                    "Where the engines' converted models are written once and reused.")
+flags.DEFINE_string("llama_cpp_converter", os.environ.get("LLAMA_CPP_CONVERTER"),
+                    "llama.cpp's convert_hf_to_gguf.py (docs/benchmarks.md; default: "
+                    "$LLAMA_CPP_CONVERTER).")
+flags.DEFINE_string("token_reference", "torch", "The peer whose greedy tokens the others' "
+                    "are compared with (the first peer when it does not run).")
 
 
 def timed(fn):
@@ -141,46 +152,62 @@ class Torch:
         from transformers import GPT2LMHeadModel
 
         torch.set_num_threads(FLAGS.threads)
-        self.torch = torch
         self.model = GPT2LMHeadModel.from_pretrained(directory).eval()
 
     def supports(self, setting):
         return True
 
     def generate(self, ids, new_tokens, setting="greedy"):
-        torch = self.torch
-        # transformers' own default is top_k=50: pass every setting explicitly.
-        settings = dict(dict(top_k=0, top_p=1.0, temperature=1.0), **SETTINGS[setting])
-        if not settings["do_sample"]:
-            settings = dict(do_sample=False)
-        torch.manual_seed(0)
-        with torch.inference_mode():
-            input_ids = torch.as_tensor(ids, dtype=torch.long)
-            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                      max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                      pad_token_id=50256, **settings)
-        return out[:, ids.shape[1]:].numpy()
+        return engines.hf_generate(self.model, ids, new_tokens, setting)
 
 
 PEERS = {"tfgpt2": TfGpt2, "tfgpt2_int8": TfGpt2Int8, "keras_hub": KerasHub,
          "keras_hub_xla": KerasHubXla, "torch": Torch}
+ENGINES = {engine.name: engine for engine in (
+    engines.CTranslate2, engines.CTranslate2Int8, engines.LlamaCpp, engines.LlamaCppQ8,
+    engines.OnnxRuntime, engines.OnnxRuntimeInt8, engines.OpenVino, engines.OpenVinoInt8)}
+
+
+def load_peer(name, directory):
+    if name in PEERS:
+        return PEERS[name](directory)
+    options = dict(directory=directory, work_dir=FLAGS.work_dir, threads=FLAGS.threads)
+    if issubclass(ENGINES[name], engines.LlamaCpp):
+        options["converter"] = FLAGS.llama_cpp_converter
+    return ENGINES[name](**options)
 
 
 def load_peers(directory):
+    unknown = set(FLAGS.peers) - set(PEERS) - set(ENGINES)
+    if unknown:
+        raise app.UsageError(f"unknown peers {sorted(unknown)}: choose from "
+                             f"{sorted({**PEERS, **ENGINES})}")
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
     peers = []
     for name in FLAGS.peers:
         try:
-            peers.append(PEERS[name](directory))
+            peers.append(load_peer(name, directory))
         except ImportError as err:
             print(f"skipping {name}: {err}", file=sys.stderr)
+        except Exception as err:  # an engine that fails to convert or load: say so, run the rest
+            if name in PEERS:
+                raise
+            print(f"skipping {name}: {type(err).__name__}: {err}", file=sys.stderr)
+    if not peers:
+        raise app.UsageError("none of --peers could be loaded (see above)")
     return peers
+
+
+def token_reference(peers):
+    names = [p.name for p in peers]
+    return FLAGS.token_reference if FLAGS.token_reference in names else names[0]
 
 
 def measure(peers, batch, rng):
     """{(setting, peer name): dict(first, rate, agree)} for one batch size."""
     ids = rng.integers(0, 50257, size=(batch, FLAGS.prompt_length)).astype(np.int32)
     runs = [(setting, peer) for setting in FLAGS.settings for peer in peers
-            if peer.supports(setting)]
+            if peer.supports(setting) and batch <= (getattr(peer, "max_batch", None) or batch)]
     first, outputs, times = {}, {}, {(s, p.name): [] for s, p in runs}
     for setting, peer in runs:
         first[setting, peer.name], outputs[setting, peer.name] = timed(
@@ -197,7 +224,8 @@ def measure(peers, batch, rng):
         if SETTINGS[setting]["do_sample"]:
             agree = None  # different random streams: nothing to compare
         else:
-            agree = leading_agreement(outputs[setting, name], outputs[setting, peers[0].name])
+            agree = leading_agreement(outputs[setting, name],
+                                      outputs[setting, token_reference(peers)])
         results[setting, name] = dict(first=first[setting, name], agree=agree,
                                       rate=FLAGS.new_tokens / statistics.median(t))
     return results
@@ -245,13 +273,18 @@ def main(argv):
           f"median of {FLAGS.repeats}; {os.cpu_count()} CPU threads\n")
     print(f"| batch | setting | system | tok/s per sequence | tok/s total | "
           f"vs {base_name} greedy | {base_name} speed-up | first call (s) | "
-          f"greedy tokens equal to {base_name}'s |")
+          f"greedy tokens equal to {token_reference(peers)}'s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for batch, setting, name, rate, total, vs_greedy, ratio, first, agree in rows:
         vs_greedy = f"{vs_greedy:.3f}x" if vs_greedy is not None else ""
         agree = "sampled: n/a" if agree is None else f"{agree}/{FLAGS.new_tokens}"
         print(f"| {batch} | {setting} | {name} | {rate:.2f} | {total:.1f} | {vs_greedy} | "
               f"{ratio:.2f}x | {first:.1f} | {agree} |")
+    sizes = [(p.name, engines.size_mb(p.path)) for p in peers if hasattr(p, "path")]
+    if sizes:
+        print("\n| system | converted model (MB) |\n|---|---|")
+        for name, mb in sizes:
+            print(f"| {name} | {mb:.0f} |")
     if FLAGS.prefill_length:
         prefill = measure_prefill(peers, rng)
         print(f"\n| system | prefill {FLAGS.prefill_length} tokens + 1 new (s) | "
