@@ -162,6 +162,7 @@ class OnnxRuntime(Engine):
     """ONNX Runtime through optimum's ORTModelForCausalLM (with its KV cache)."""
 
     name = "onnxruntime"
+    file_name = "model.onnx"
 
     def __init__(self, directory, work_dir, threads):
         import onnxruntime
@@ -175,8 +176,9 @@ class OnnxRuntime(Engine):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.model = ORTModelForCausalLM.from_pretrained(self.path, session_options=options,
-                                                         provider="CPUExecutionProvider")
+        self.model = ORTModelForCausalLM.from_pretrained(
+            self.path, file_name=self.file_name, session_options=options,
+            provider="CPUExecutionProvider")
 
     def generate(self, ids, new_tokens, setting="greedy"):
         return hf_generate(self.model, ids, new_tokens, setting)
@@ -187,6 +189,7 @@ class OnnxRuntimeInt8(OnnxRuntime):
     int8 weights per channel, activations quantized at run time)."""
 
     name = "onnxruntime_int8"
+    file_name = "model_quantized.onnx"
 
     def quantized(self, fp32):
         from optimum.onnxruntime import ORTQuantizer
