@@ -8,7 +8,8 @@ greedy and sampled.
     python bench/decode.py --peers=tfgpt2,torch --prefill_length=0   # sampled rows
     python bench/decode.py --peers=tfgpt2,tfgpt2_int8 --batch_sizes=1 --settings=greedy,top_k=50
     python bench/decode.py --peers=tfgpt2,tfgpt2_int8,torch,ctranslate2,ctranslate2_int8,\
-        llama_cpp,llama_cpp_q8_0,onnxruntime,onnxruntime_int8,openvino,openvino_int8 \
+        llama_cpp,llama_cpp_q8_0,onnxruntime,onnxruntime_int8,\
+        openvino,openvino_f32,openvino_int8 \
         --settings=greedy --llama_cpp_converter=PATH/convert_hf_to_gguf.py
 
 Protocol (docs/benchmarks.md): fp32, seeded random weights, an 8-token
@@ -165,7 +166,8 @@ PEERS = {"tfgpt2": TfGpt2, "tfgpt2_int8": TfGpt2Int8, "keras_hub": KerasHub,
          "keras_hub_xla": KerasHubXla, "torch": Torch}
 ENGINES = {engine.name: engine for engine in (
     engines.CTranslate2, engines.CTranslate2Int8, engines.LlamaCpp, engines.LlamaCppQ8,
-    engines.OnnxRuntime, engines.OnnxRuntimeInt8, engines.OpenVino, engines.OpenVinoInt8)}
+    engines.OnnxRuntime, engines.OnnxRuntimeInt8, engines.OpenVino, engines.OpenVinoF32,
+    engines.OpenVinoInt8)}
 
 
 def load_peer(name, directory):

@@ -207,9 +207,13 @@ class OnnxRuntimeInt8(OnnxRuntime):
 
 
 class OpenVino(Engine):
-    """OpenVINO through optimum-intel's OVModelForCausalLM."""
+    """OpenVINO through optimum-intel's OVModelForCausalLM, as it runs by
+    default: on a CPU with bf16 instructions (AVX512-BF16 or AMX) OpenVINO
+    computes in bf16 (INFERENCE_PRECISION_HINT), even from an f32 model."""
 
     name = "openvino"
+    model_name = "openvino"  # the converted model, shared with openvino_f32
+    precision_hint = None
 
     def quantization_config(self):
         return None
@@ -222,19 +226,30 @@ class OpenVino(Engine):
                 directory, export=True, compile=False, load_in_8bit=False,
                 quantization_config=self.quantization_config()).save_pretrained(out)
 
-        self.path = converted(Path(work_dir) / self.name, export)
-        self.model = OVModelForCausalLM.from_pretrained(
-            self.path, ov_config={"INFERENCE_NUM_THREADS": str(threads),
-                                  "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": ""})
+        self.path = converted(Path(work_dir) / self.model_name, export)
+        config = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY",
+                  "CACHE_DIR": ""}
+        if self.precision_hint:
+            config["INFERENCE_PRECISION_HINT"] = self.precision_hint
+        self.model = OVModelForCausalLM.from_pretrained(self.path, ov_config=config)
 
     def generate(self, ids, new_tokens, setting="greedy"):
         return hf_generate(self.model, ids, new_tokens, setting)
 
 
+class OpenVinoF32(OpenVino):
+    """OpenVINO computing in f32 (INFERENCE_PRECISION_HINT=f32)."""
+
+    name = "openvino_f32"
+    precision_hint = "f32"
+
+
 class OpenVinoInt8(OpenVino):
-    """OpenVINO with int8 weights (NNCF's weight compression)."""
+    """OpenVINO with int8 weights (NNCF's weight compression), activations
+    at OpenVINO's default precision."""
 
     name = "openvino_int8"
+    model_name = "openvino_int8"
 
     def quantization_config(self):
         from optimum.intel import OVWeightQuantizationConfig
