@@ -7,7 +7,9 @@ A generation is two programs:
   XLA halves what XLA must compile on a first call.
 - the token loop: one XLA program, a `tf.while_loop` of single-token steps
   through the same `forward`, with the sampler and the per-row stop logic
-  inside. The `KVCache` is updated in place (dynamic-update-slice).
+  inside. The `KVCache` is updated in place (dynamic-update-slice). A bf16
+  model on a CPU runs its loops as plain TF graphs instead, whose matmuls
+  are oneDNN's bf16 GEMMs (`tfgpt2.modeling.precision`).
 Streaming runs the same prefill, then the loop's step as its own XLA program
 with Python in between. Beam search (`beam_search.py`) has its own XLA loop
 after the same prefill.
@@ -30,6 +32,7 @@ import tensorflow as tf
 from tfgpt2.generation import beam_search, repetition, sampling
 from tfgpt2.modeling.compiled import dims, tracing_mode, write_at, xla_program
 from tfgpt2.modeling.kv_cache import KVCache
+from tfgpt2.modeling.precision import decodes_in_xla, warn_if_emulated
 from tfgpt2.modeling.masking import next_positions, position_ids
 
 
@@ -97,6 +100,9 @@ class DecodePrograms:
         self.block_runner = SharedBlockGraph(model.blocks)
         self._compiled: set[ProgramKey] = set()
         self._compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tfgpt2-xla")
+        # The decode loops' runtime: XLA, or a plain graph for bf16 on a CPU.
+        self.loop_function = xla_function if decodes_in_xla(model) else graph_function
+        warn_if_emulated(model)
 
     def get(self, key: ProgramKey):
         if key not in self._programs:
@@ -108,11 +114,11 @@ class DecodePrograms:
                 ProgramKind.BEAM_PREFILL: lambda: graph_function(
                     lambda ids, mask, params: self.prefill(key, ids, mask, params),
                     input_signature=signature),
-                ProgramKind.LOOP: lambda: xla_function(
+                ProgramKind.LOOP: lambda: self.loop_function(
                     lambda state, params: self.token_loop(key, state, params)),
-                ProgramKind.STEP: lambda: xla_function(
+                ProgramKind.STEP: lambda: self.loop_function(
                     lambda state, params: self.advance(key, state, params)),
-                ProgramKind.BEAM: lambda: xla_function(beam_search.BeamSearch(self, key)),
+                ProgramKind.BEAM: lambda: self.loop_function(beam_search.BeamSearch(self, key)),
             }[key.kind]()
         return self._programs[key]
 
@@ -121,8 +127,9 @@ class DecodePrograms:
         background thread while the caller runs the prefill: the compiler
         (C++, no GIL) overlaps the prefill's tracing and first run. It
         compiles by running the program on zeros shaped like the prefill's
-        output, with a budget of 0 new tokens, so the loop does nothing.
-        Returns a future, or None if the program was compiled before."""
+        output, with a budget of 0 new tokens, so the loop does nothing
+        (a plain-graph program is traced only). Returns a future, or None
+        if the program was compiled before."""
         if key in self._compiled:
             return None
         self._compiled.add(key)
@@ -130,6 +137,10 @@ class DecodePrograms:
         zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), shapes)
         params = prefill_args[2]._replace(max_new_tokens=tf.constant(0))
         program = self.get(key)
+        if self.loop_function is graph_function:
+            # A plain graph needs tracing only; a run on zeros could fail
+            # (a step at position -1 gathers outside the embedding, which XLA clamps).
+            program = program.get_concrete_function
         return self._compiler.submit(program, zeros, params)
 
     def tracing_counts(self) -> dict:

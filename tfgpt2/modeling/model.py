@@ -16,7 +16,7 @@ import keras
 
 from tfgpt2.config import DEFAULT_PRESET, GPT2Config
 from tfgpt2.modeling import inputs as input_checks
-from tfgpt2.modeling import quantization
+from tfgpt2.modeling import precision, quantization
 from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.layers import (AttentionBias, GPT2Block, GPT2Embeddings, Linear,
                                     PositionIds, call_block, initializers)
@@ -35,7 +35,8 @@ class GPT2PreTrainedModel(keras.Model):
           output_hidden_states: also output every block's hidden state.
           seed: seeds the random initialisation (None: unseeded).
           initialize: False builds zero weights, for a checkpoint to overwrite.
-          dtype: a Keras dtype policy, e.g. "mixed_bfloat16".
+          dtype: a Keras dtype policy: "bfloat16" for bf16 inference (half the
+            memory; `tfgpt2.modeling.precision`), "mixed_bfloat16" for training.
         """
         config = config if config is not None else GPT2Config.from_preset(DEFAULT_PRESET)
         if not isinstance(config, GPT2Config):
@@ -191,6 +192,10 @@ class GPT2PreTrainedModel(keras.Model):
             raise ValueError("quantize() takes only the mode here (e.g. quantize(\"int8\")); "
                              "Keras' config, filters and other options are not supported.")
         quantization.check_mode(mode, self._quantization_mode)
+        if precision.computes_in_bfloat16(self):
+            raise ValueError(
+                "quantize() works on a float32 model; this one computes in bfloat16. Load the "
+                "checkpoint without dtype= (float32) to quantize it, or keep bfloat16.")
         for layer in self._flatten_layers(include_self=False):
             if isinstance(layer, (Linear, GPT2Embeddings)):
                 layer.quantize(mode)
