@@ -1,8 +1,10 @@
-"""int8 drift: what `model.quantize("int8")` changes in GPT-2 Medium's
-outputs, against the same model in fp32.
+"""int8 and bf16 drift: what `model.quantize("int8")` and
+`from_pretrained(..., dtype="bfloat16")` change in GPT-2 Medium's outputs,
+against the same model in fp32.
 
     python bench/quantization.py
     python bench/quantization.py --text=my_english.txt
+    python bench/quantization.py --variants=bf16
 
 Measured on the seeded random Medium every bench uses (real weights cannot
 be downloaded on every machine that benches), in one process:
@@ -16,8 +18,9 @@ be downloaded on every machine that benches), in one process:
   (~5k tokens; each 1024-token window of Medium takes ~20 s on 2 cores).
   On random weights the perplexity itself means nothing; its change is the
   drift.
-Rows: int8 as `quantize` does it (every weight matmul and the tied LM
-head), and the blocks only (the LM head left fp32), to show the head's share.
+Rows (--variants): int8 as `quantize` does it (every weight matmul and the
+tied LM head), int8 on the blocks only (the LM head left fp32), to show the
+head's share, and bf16 (weights and matmuls in bf16, float32 logits).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ flags.DEFINE_integer("stride", 1024, "Sliding-window stride of the perplexity (1
                      "disjoint windows, the quickest).")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Reuse a saved random Medium checkpoint here (written if missing).")
+flags.DEFINE_list("variants", ["int8", "int8_blocks", "bf16"], "Rows: names from VARIANTS.")
 
 
 def quantize_blocks_only(model):
@@ -54,6 +58,26 @@ def quantize_blocks_only(model):
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, Linear):
             layer.quantize("int8")
+
+
+def load(directory, quantize=None, dtype=None):
+    from tfgpt2 import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(directory, dtype=dtype)
+    if quantize is not None:
+        quantize(model)
+    return model
+
+
+# name -> (row label, directory -> the model measured, loaded and changed)
+VARIANTS = {
+    "int8": ("int8, every matmul and the LM head (quantize)",
+             lambda d: load(d, quantize=lambda m: m.quantize("int8"))),
+    "int8_blocks": ("int8, blocks only (LM head fp32)",
+                    lambda d: load(d, quantize=quantize_blocks_only)),
+    "bf16": ("bf16 weights and matmuls (dtype=\"bfloat16\"), float32 logits",
+             lambda d: load(d, dtype="bfloat16")),
+}
 
 
 def main(argv):
@@ -80,12 +104,12 @@ def main(argv):
 
     base = outputs(reference)
     rows = []
-    for name, quantize in (("int8, every matmul and the LM head (quantize)",
-                            lambda m: m.quantize("int8")),
-                           ("int8, blocks only (LM head fp32)", quantize_blocks_only)):
-        model = GPT2LMHeadModel.from_pretrained(directory)
+    unknown = set(FLAGS.variants) - set(VARIANTS)
+    if unknown:
+        raise app.UsageError(f"unknown variants {sorted(unknown)}: choose from {sorted(VARIANTS)}")
+    for name, make in (VARIANTS[v] for v in FLAGS.variants):
         start = time.perf_counter()
-        quantize(model)
+        model = make(directory)
         seconds = time.perf_counter() - start
         result = outputs(model)
         del model
@@ -103,10 +127,10 @@ def main(argv):
 
     fp32_ppl = np.exp(base["score"].mean_nll)
     scale = max(np.abs(base["prompt_logits"]).max(), np.abs(base["window_logits"]).max())
-    print(f"\nGPT-2 Medium (seeded random weights), int8 against fp32. Text: "
+    print(f"\nGPT-2 Medium (seeded random weights), against fp32. Text: "
           f"{', '.join(os.path.relpath(p, ROOT) for p in files)} ({len(tokens):,} tokens, "
           f"stride {FLAGS.stride}); fp32 perplexity {fp32_ppl:.2f}; max |logit| {scale:.2f}\n")
-    print(f"| weights | quantize (s) | max logit error, 8-token prompt | max logit error, "
+    print(f"| weights | load and convert (s) | max logit error, 8-token prompt | max logit error, "
           f"{window.shape[1]}-token window | greedy tokens equal to fp32 | fp32 margin there | "
           f"perplexity | change |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
