@@ -7,6 +7,7 @@ greedy and sampled.
     python bench/decode.py --peers=tfgpt2,keras_hub --batch_sizes=1
     python bench/decode.py --peers=tfgpt2,torch --prefill_length=0   # sampled rows
     python bench/decode.py --peers=tfgpt2,tfgpt2_int8 --batch_sizes=1 --settings=greedy,top_k=50
+    python bench/decode.py --peers=tfgpt2_bf16,tfgpt2,openvino,openvino_f32 --settings=greedy
     python bench/decode.py --peers=tfgpt2,tfgpt2_int8,torch,ctranslate2,ctranslate2_int8,\
         llama_cpp,llama_cpp_q8_0,onnxruntime,onnxruntime_int8,\
         openvino,openvino_f32,openvino_int8 \
@@ -20,6 +21,14 @@ first new token for a 512-token prompt. Peers and settings run interleaved,
 round by round, so machine noise hits them alike; ratios are the first
 peer's (tfgpt2's) speed-up over each, and each tfgpt2 setting against
 tfgpt2's greedy rate of the same round.
+
+With tfgpt2 (fp32) or tfgpt2_bf16 among the peers, the run also measures
+their GEMM bound (bench/gemm_bound.py): the chain of the model's own weight
+matmuls alone, at each batch size and at the prefill length, in the
+weights' dtype and the runtime the model's program uses (XLA for the fp32
+decode loop, a plain graph otherwise), right after that batch's rounds.
+Its tok/s is the most a decode step could reach with TensorFlow's matmuls
+on this machine.
 
 Settings (--settings): greedy, and the samplers users run: top_k=50 (the
 model card's default), top_p=0.9 with top_k=0, temperature 0.7 with
@@ -50,13 +59,15 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import engines  # noqa: E402
+import gemm_bound  # noqa: E402
 from bench_support import DECODE_SETTINGS as SETTINGS  # noqa: E402
 from bench_support import leading_agreement, random_medium_checkpoint  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("peers", ["tfgpt2", "keras_hub", "keras_hub_xla", "torch"],
                   "Systems to measure; the first is the baseline of the ratios (also: "
-                  "tfgpt2_int8, tfgpt2 after model.quantize(\"int8\")).")
+                  "tfgpt2_int8, tfgpt2 after model.quantize(\"int8\"); tfgpt2_bf16, "
+                  "loaded with dtype=\"bfloat16\"; tfgpt2_bf16_xla, its decode loops in XLA).")
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes.")
 flags.DEFINE_list("settings", ["greedy", "top_k=50", "top_p=0.9", "temperature=0.7+top_k=40"],
                   "Decoding settings (names from SETTINGS).")
@@ -73,6 +84,8 @@ flags.DEFINE_string("work_dir", os.path.join(tempfile.gettempdir(), "tfgpt2-benc
 flags.DEFINE_string("llama_cpp_converter", os.environ.get("LLAMA_CPP_CONVERTER"),
                     "llama.cpp's convert_hf_to_gguf.py (docs/benchmarks.md; default: "
                     "$LLAMA_CPP_CONVERTER).")
+flags.DEFINE_bool("gemm_bound", True, "Measure the GEMM bound of tfgpt2 and tfgpt2_bf16 "
+                  "(bench/gemm_bound.py) in the same run.")
 flags.DEFINE_string("token_reference", "torch", "The peer whose greedy tokens the others' "
                     "are compared with (the first peer when it does not run).")
 
@@ -85,11 +98,12 @@ def timed(fn):
 
 class TfGpt2:
     name = "tfgpt2"
+    dtype = None  # the model's dtype policy (None: float32)
 
     def __init__(self, directory):
         from tfgpt2 import GPT2LMHeadModel
 
-        self.model = GPT2LMHeadModel.from_pretrained(directory)
+        self.model = GPT2LMHeadModel.from_pretrained(directory, dtype=self.dtype)
 
     def supports(self, setting):
         return True
@@ -108,6 +122,26 @@ class TfGpt2Int8(TfGpt2):
     def __init__(self, directory):
         super().__init__(directory)
         self.model.quantize("int8")
+
+
+class TfGpt2Bf16(TfGpt2):
+    """tfgpt2 with bf16 weights and matmuls (float32 logits and sampling)."""
+
+    name = "tfgpt2_bf16"
+    dtype = "bfloat16"
+
+
+class TfGpt2Bf16Xla(TfGpt2Bf16):
+    """tfgpt2_bf16 with its decode loops as XLA programs (the fp32 model's
+    runtime) instead of plain graphs: the path comparison."""
+
+    name = "tfgpt2_bf16_xla"
+
+    def __init__(self, directory):
+        from tfgpt2.generation.programs import xla_function
+
+        super().__init__(directory)
+        self.model.decode_programs.loop_function = xla_function
 
 
 class KerasHub:
@@ -162,8 +196,9 @@ class Torch:
         return engines.hf_generate(self.model, ids, new_tokens, setting)
 
 
-PEERS = {"tfgpt2": TfGpt2, "tfgpt2_int8": TfGpt2Int8, "keras_hub": KerasHub,
-         "keras_hub_xla": KerasHubXla, "torch": Torch}
+PEERS = {"tfgpt2": TfGpt2, "tfgpt2_int8": TfGpt2Int8, "tfgpt2_bf16": TfGpt2Bf16,
+         "tfgpt2_bf16_xla": TfGpt2Bf16Xla, "keras_hub": KerasHub, "keras_hub_xla": KerasHubXla,
+         "torch": Torch}
 ENGINES = {engine.name: engine for engine in (
     engines.CTranslate2, engines.CTranslate2Int8, engines.LlamaCpp, engines.LlamaCppQ8,
     engines.OnnxRuntime, engines.OnnxRuntimeInt8, engines.OpenVino, engines.OpenVinoF32,
@@ -257,8 +292,18 @@ def main(argv):
     base_name = peers[0].name
     rows = []
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    from tfgpt2.modeling.precision import decodes_in_xla
+
+    bounded = {p.name: p.model for p in peers if p.name in ("tfgpt2", "tfgpt2_bf16")
+               and FLAGS.gemm_bound}
+    bounds = []  # (batch, peer name, chain measurement, the peer's greedy tok/s total)
     for batch in map(int, FLAGS.batch_sizes):
         results = measure(peers, batch, rng)
+        for name, model in bounded.items():
+            greedy_rate = results.get(("greedy", name), {}).get("rate")
+            chain = gemm_bound.measure(model, batch, repeats=FLAGS.repeats,
+                                       xla=decodes_in_xla(model))
+            bounds.append((batch, name, chain, greedy_rate * batch if greedy_rate else None))
         greedy = results.get(("greedy", base_name), {}).get("rate")
         for setting in FLAGS.settings:
             ours = results[setting, base_name]["rate"]
@@ -287,6 +332,19 @@ def main(argv):
         print("\n| system | converted model (MB) |\n|---|---|")
         for name, mb in sizes:
             print(f"| {name} | {mb:.0f} |")
+    if bounds:
+        print("\nGEMM bound: the weight matmuls alone (bench/gemm_bound.py), measured after "
+              "each batch's rounds\n")
+        print("| batch | model | weights, runtime | chain (ms) | GEMM GFLOP/s | "
+              "tok/s total allowed | greedy tok/s total measured | share of the bound |")
+        print("|---|---|---|---|---|---|---|---|")
+        for batch, name, chain, measured in bounds:
+            allowed = batch / chain["seconds"]
+            share = f"{measured / allowed:.2f}" if measured else ""
+            print(f"| {batch} | {name} | {chain['dtype']}, {chain['runtime']} | "
+                  f"{chain['seconds'] * 1e3:.1f} | "
+                  f"{chain['gflops']:.1f} | {allowed:.1f} | "
+                  f"{f'{measured:.1f}' if measured else ''} | {share} |")
     if FLAGS.prefill_length:
         prefill = measure_prefill(peers, rng)
         print(f"\n| system | prefill {FLAGS.prefill_length} tokens + 1 new (s) | "
@@ -295,6 +353,16 @@ def main(argv):
         base = prefill[base_name]
         for name, seconds in prefill.items():
             print(f"| {name} | {seconds:.2f} | {seconds / base:.2f}x |")
+        if bounded:
+            print(f"\n| model | weights | GEMM chain at {FLAGS.prefill_length} rows, LM head at 1 "
+                  f"(s) | GEMM GFLOP/s | prefill measured (s) | share of the bound |")
+            print("|---|---|---|---|---|---|")
+            for name, model in bounded.items():
+                chain = gemm_bound.measure(model, FLAGS.prefill_length, head_rows=1,
+                                           repeats=FLAGS.repeats)
+                print(f"| {name} | {chain['dtype']} | {chain['seconds']:.2f} | "
+                      f"{chain['gflops']:.1f} | {prefill[name]:.2f} | "
+                      f"{chain['seconds'] / prefill[name]:.2f} |")
 
 
 if __name__ == "__main__":
