@@ -41,6 +41,18 @@ def test_generate_with_int8_quantization_prints_the_quantized_models_text(tiny_c
     assert result.stdout == f"--- 0 ---\n{expected}\n"
 
 
+def test_generate_in_bfloat16_prints_the_bf16_models_text(tiny_checkpoint):
+    from tfgpt2 import GPT2LMHeadModel
+
+    result = run("--mode=generate", f"--model={tiny_checkpoint}", "--prompt=Hello there",
+                 "--max_new_tokens=5", "--nodo_sample", "--precision=bfloat16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    # tests/modeling/test_bfloat16.py checks the bf16 model against float32.
+    model = GPT2LMHeadModel.from_pretrained(tiny_checkpoint, dtype="bfloat16")
+    expected = model.generate("Hello there", max_new_tokens=5, do_sample=False)
+    assert result.stdout == f"--- 0 ---\n{expected}\n"
+
+
 def test_beams_alone_mean_greedy_beam_search(tiny_checkpoint):
     result = run(f"--model={tiny_checkpoint}", "--prompt=Hello", "--num_beams=3",
                  "--max_new_tokens=4")
