@@ -126,8 +126,8 @@ def run_file() -> None:
 
 def run_tflite() -> None:
     """The same flags, with the .tflite in LiteRT (greedy or sampled)."""
-    unsupported = [f"--{name}" for name in ("num_beams", "repetition_penalty", "model")
-                   if FLAGS[name].present]
+    unsupported = [f"--{name}" for name in ("num_beams", "repetition_penalty", "model",
+                                            "precision") if FLAGS[name].present]
     if unsupported:
         raise CliError(f"{', '.join(unsupported)} is not available with --tflite "
                        "(the .tflite decodes greedily or samples with top-k/top-p).")
