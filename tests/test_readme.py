@@ -101,7 +101,7 @@ def test_the_readme_has_two_set_up_commands_and_marked_guides():
     commands = re.findall(r"```\n(.*?)\n```", set_up, re.S)
     assert len(commands) == 2, commands
     assert commands[0].startswith("pip install -e . && python main.py --mode=")
-    assert commands[1] == 'pip install -e ".[test]" && python -m pytest'
+    assert commands[1] == 'pip install -e ".[test]" && python -m pytest -n 2'
     languages = {language or "sh" for language, _ in BLOCKS}
     assert languages == {"sh", "python"}
     # Every mode of main.py has a guide that runs.
