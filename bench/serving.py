@@ -181,12 +181,22 @@ def main(argv):
         for name in models:
             rates[(name, batch, setting)] = tokens[name] / statistics.median(times[name])
 
+    default, xla = paths
+    concurrent_rate = batched_rate = None
+    if FLAGS.clients:
+        log("concurrent clients ...")
+        concurrent_rate, batched_rate = concurrency(models[default], text)
+    # Each chain holds its own copy of the weights: close the sessions first
+    # (two Medium sessions and a chain at once ran a shared 24 GiB machine
+    # out of memory).
+    for model in models.values():
+        model.session.close()
+    models.clear()
     bounds = {}
     if FLAGS.bound:
         for batch in sorted({b for b, _ in cases}):
             log(f"the mat-vec chains at batch {batch} ...")
             bounds[batch] = chain_rates(batch)
-    default, xla = paths
     print(f"\nGPT-2 Medium SavedModel in a TF1 Session (TF Serving's loader), random weights, "
           f"8-token prompts, {FLAGS.new_tokens} new tokens per row, median of {FLAGS.repeats}; "
           f"{os.cpu_count()} CPU threads; load {os.getloadavg()[0]:.2f}\n")
@@ -208,8 +218,6 @@ def main(argv):
     print("\nFirst call (load + a first greedy request): "
           + ", ".join(f"{name} {s:.1f} s" for name, s in first.items()))
     if FLAGS.clients:
-        log("concurrent clients ...")
-        concurrent_rate, batched_rate = concurrency(models[default], text)
         print(f"\n{default}, serving defaults: {FLAGS.clients} concurrent single-prompt calls "
               f"{concurrent_rate:.2f} prompts/s; one batched call of {FLAGS.clients} "
               f"{batched_rate:.2f} prompts/s ({batched_rate / concurrent_rate:.2f}x).")
