@@ -30,8 +30,7 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
-from tfgpt2.modeling.compiled import (dims, in_owned_buffer_graph, tracing_mode, write_at,
-                                      xla_program)
+from tfgpt2.modeling.compiled import dims, tracing_mode, write_at, xla_program
 from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.precision import decodes_in_xla, warn_if_emulated
 from tfgpt2.modeling.masking import next_positions, position_ids
@@ -289,14 +288,8 @@ class SharedBlockGraph:
         weights = [w.value for w in block.weights]
         mode = tracing_mode()
         if mode not in self._fns:
-            # A function of its own, so Grappler optimises it once (a faster
-            # first call; XLA inlines it anyway), except in the XLA-free
-            # serving graph: there each call is a function run of its own
-            # every decode step, while inlined its ops join the loop's graph.
-            inline = in_owned_buffer_graph()
-            self._fns[mode] = tf.function(
-                self._run, autograph=False,
-                experimental_attributes={} if inline else {"_noinline": True})
+            self._fns[mode] = tf.function(self._run, autograph=False,
+                                          experimental_attributes={"_noinline": True})
         return self._fns[mode](weights, hidden, bias, cache[0], cache[1], cache_index)
 
 

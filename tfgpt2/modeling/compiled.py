@@ -67,17 +67,9 @@ def owned_buffer_writes():
 def new_buffer(shape, dtype):
     """Zeros of `shape`: under `owned_buffer_writes()` (outside XLA) a fresh
     buffer per graph run, which `write_at(..., owned=True)` may write in place."""
-    if in_owned_buffer_graph():
+    if _OWNED_BUFFER_WRITES.get() and not _IN_PLACE_WRITES.get():
         return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=True)
     return tf.zeros(shape, dtype)
-
-
-def in_owned_buffer_graph() -> bool:
-    """True while tracing the XLA-free serving graph (`owned_buffer_writes()`
-    outside XLA and LiteRT): a graph TF runs op by op, where the cost of an
-    op's dispatch, not its arithmetic, is what a decode step's small ops
-    spend."""
-    return _OWNED_BUFFER_WRITES.get() and not _IN_PLACE_WRITES.get()
 
 
 def tracing_mode() -> tuple:
@@ -165,7 +157,7 @@ def write_at(tensor, update, index, axis: int, owned: bool = False):
         starts = [tf.zeros([], tf.int32)] * tensor.shape.rank
         starts[axis] = tf.cast(index, tf.int32)
         return xla.dynamic_update_slice(tensor, update, tf.stack(starts))
-    if owned and in_owned_buffer_graph():
+    if owned and _OWNED_BUFFER_WRITES.get() and not _IN_PLACE_WRITES.get():
         return _write_rows_in_place(tensor, update, index, axis)
     length = tensor.shape[axis] if tensor.shape[axis] is not None else tf.shape(tensor)[axis]
     width = update.shape[axis] if update.shape[axis] is not None else tf.shape(update)[axis]

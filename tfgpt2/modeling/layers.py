@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.modeling import masking, quantization
-from tfgpt2.modeling.compiled import dims, in_owned_buffer_graph, weight_matmul
+from tfgpt2.modeling.compiled import dims, weight_matmul
 from tfgpt2.modeling.kv_cache import in_cache_layout, write_position
 
 
@@ -141,13 +141,6 @@ class AttentionBias(keras.layers.Layer):
 QUERY_BLOCK = 256
 
 
-# The largest cache (elements of one layer's keys) whose one-query attention
-# is computed by products and sums in the XLA-free serving graph: about
-# batch 2 at 64 positions. Past it the products' temporaries cost more than
-# oneDNN's batched matmul's fixed overhead.
-ONE_QUERY_PRODUCTS_MAX = 1 << 17
-
-
 class GPT2Attention(keras.layers.Layer):
     """Causal multi-head self-attention with an optional fixed-size KV cache."""
 
@@ -182,11 +175,6 @@ class GPT2Attention(keras.layers.Layer):
         further than it is filled.
         """
         batch, length = dims(x, 2)
-        if (cache is not None and isinstance(length, int) and length == 1
-                and cache[0].shape.rank == 3
-                and in_owned_buffer_graph()):
-            return self._one_token_op_by_op(x, attention_bias, cache, cache_index, training,
-                                            key_limit)
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (self._split_heads(t, length) for t in (q, k, v))
         scale = 1.0 / math.sqrt(self.head_dim)
@@ -221,46 +209,6 @@ class GPT2Attention(keras.layers.Layer):
         # Softmax in float32 whatever the compute dtype (mixed precision).
         probs = tf.nn.softmax(tf.cast(scores, "float32") + bias, axis=-1)
         return self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
-
-    def _one_token_op_by_op(self, x, attention_bias, cache, cache_index, training, key_limit):
-        """`call` for a decode step (one token per row, the cache in rows
-        [B*H, S, D]) in a graph run op by op (the XLA-free serving graph),
-        where each op's dispatch costs more than its arithmetic: heads become
-        cache rows by reshapes alone (no transposes at one token), the
-        softmax is spelled out in Eigen ops (oneDNN's batched matmul and
-        softmax have a fixed cost per call larger than their arithmetic at
-        these sizes), and while the cache is small products and sums stand
-        in for the matmuls. bench/serving.py measures the decode step."""
-        def rows(t):  # [B, 1, C] -> [B*H, 1, D]
-            return tf.reshape(t, [-1, 1, self.head_dim])
-
-        q, k, v = (rows(t) for t in tf.split(self.c_attn(x), 3, axis=-1))
-        k, v = new_cache = write_position(cache, k, v, cache_index)
-        if key_limit is not None:
-            k, v = k[:, :key_limit], v[:, :key_limit]
-        scale = 1.0 / math.sqrt(self.head_dim)
-        bias = tf.cast(attention_bias, "float32")
-        heads, cache_length = self.n_head, tf.shape(k)[1]
-
-        def probabilities(scores):  # B*H*S scores -> [B*H, S] weights
-            scores = tf.reshape(tf.cast(scores, "float32") * scale, [-1, heads, 1, cache_length])
-            scores += bias
-            e = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
-            probs = tf.reshape(e / tf.reduce_sum(e, axis=-1, keepdims=True), [-1, cache_length])
-            return self.attn_dropout(tf.cast(probs, self.compute_dtype), training=training)
-
-        def by_products():
-            probs = probabilities(tf.reduce_sum(q * k, axis=-1))
-            return tf.reduce_sum(probs[:, :, None] * v, axis=1, keepdims=True)
-
-        def by_matmuls():
-            probs = probabilities(tf.matmul(q, k, transpose_b=True))
-            return tf.matmul(probs[:, None, :], v)
-
-        out = tf.cond(tf.size(k) <= ONE_QUERY_PRODUCTS_MAX, by_products, by_matmuls)
-        out = self.resid_dropout(self.c_proj(tf.reshape(out, [-1, 1, self.n_embd])),
-                                 training=training)
-        return out, new_cache
 
     def _attend(self, q, k, v, bias, scale, training):
         """softmax(q k^T * scale + bias) v for [B, H, T, D] queries, keys, values."""
