@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from model_support import small_config
-from tfgpt2.modeling.compiled import xla_program
+from tfgpt2.modeling.compiled import owned_buffer_writes, xla_program
 from tfgpt2.modeling.kv_cache import KVCache, write_position
 
 HEADS, DEPTH = 4, 16
@@ -89,3 +89,30 @@ def test_write_position_writes_there_and_nowhere_else(xla):
     want_k[:, 3:5], want_v[:, 3:5] = new_k, new_v
     np.testing.assert_array_equal(got_k.numpy(), want_k)
     np.testing.assert_array_equal(got_v.numpy(), want_v)
+
+
+def test_owned_copy_is_written_in_place_and_leaves_the_callers_cache_alone():
+    """A plain-graph loop copies the cache it is given once, then writes the
+    copy in place (`InplaceUpdate`): the writes land, the caller's tensors
+    keep their values, and a second run starts from the original again."""
+    keys, values = random_cache(batch=2, length=6)
+    cache = as_cache(keys, values)
+    new = np.full((2 * HEADS, 1, DEPTH), 5.0, np.float32)
+
+    @tf.function(autograph=False)
+    def loop_like(cache, index):
+        with owned_buffer_writes():
+            owned = cache.owned_copy()
+            layers = [write_position(owned.layer(i), new, -new, index) for i in range(2)]
+        return KVCache.from_layers(layers)
+
+    graph = loop_like.get_concrete_function(cache, tf.constant(0)).graph.as_graph_def()
+    assert any(node.op == "InplaceUpdate" for node in graph.node)
+    for index in (4, 1):
+        got = loop_like(cache, tf.constant(index))
+        want_k, want_v = keys.copy(), values.copy()
+        want_k[:, :, index:index + 1], want_v[:, :, index:index + 1] = new, -new
+        np.testing.assert_array_equal(np.stack([t.numpy() for t in got.keys]), want_k)
+        np.testing.assert_array_equal(np.stack([t.numpy() for t in got.values]), want_v)
+        np.testing.assert_array_equal(np.stack([t.numpy() for t in cache.keys]), keys)
+        np.testing.assert_array_equal(np.stack([t.numpy() for t in cache.values]), values)

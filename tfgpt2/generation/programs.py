@@ -30,7 +30,8 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
-from tfgpt2.modeling.compiled import dims, tracing_mode, write_at, xla_program
+from tfgpt2.modeling.compiled import (dims, owned_buffer_writes, tracing_mode, write_at,
+                                     xla_program)
 from tfgpt2.modeling.kv_cache import KVCache
 from tfgpt2.modeling.precision import decodes_in_xla, warn_if_emulated
 from tfgpt2.modeling.masking import next_positions, position_ids
@@ -115,7 +116,9 @@ class DecodePrograms:
                     lambda ids, mask, params: self.prefill(key, ids, mask, params),
                     input_signature=signature),
                 ProgramKind.LOOP: lambda: self.loop_function(
-                    lambda state, params: self.token_loop(key, state, params)),
+                    lambda state, params: self.token_loop(key, state, params)
+                    if self.loop_function is xla_function
+                    else self.token_loop_in_place(key, state, params)),
                 ProgramKind.STEP: lambda: self.loop_function(
                     lambda state, params: self.advance(key, state, params)),
                 ProgramKind.BEAM: lambda: self.loop_function(beam_search.BeamSearch(self, key)),
@@ -220,6 +223,15 @@ class DecodePrograms:
 
         state = tf.while_loop(cond, lambda s: (self.advance(key, s, params),), (state,))[0]
         return state["out"], state["step"]
+
+
+    def token_loop_in_place(self, key, state, params):
+        """`token_loop` as a plain graph (a bf16 model on a CPU) whose cache
+        writes are in place (`InplaceUpdate`), into a copy of the prefill's
+        cache that the run owns: outside XLA a write is otherwise a gather
+        and a select over the whole cache, per layer and token."""
+        with owned_buffer_writes():
+            return self.token_loop(key, dict(state, cache=state["cache"].owned_copy()), params)
 
 
 def _finished(finished, tokens, produced, params):

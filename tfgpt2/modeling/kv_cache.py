@@ -77,6 +77,18 @@ class KVCache(NamedTuple):
 
         return KVCache(tuple(map(repeat, self.keys)), tuple(map(repeat, self.values)))
 
+    def owned_copy(self) -> KVCache:
+        """The same cache in buffers this graph run owns (`new_buffer`), for
+        a plain-graph loop to write in place: a cache passed into a graph
+        is its caller's tensor, which an in-place write must not touch. One
+        copy per call instead of a gather and select of every layer per
+        token. Trace it under `owned_buffer_writes()`."""
+        def copy(t):
+            buffer = new_buffer(dims(t, t.shape.rank), t.dtype)
+            return write_at(buffer, t, 0, axis=t.shape.rank - 2, owned=True)
+
+        return KVCache(tuple(map(copy, self.keys)), tuple(map(copy, self.values)))
+
     def stacked(self) -> tuple:
         """(keys, values), each [L, B * H, S, D]: every layer in one tensor."""
         return tf.stack(self.keys), tf.stack(self.values)
