@@ -105,6 +105,10 @@ class DecodePrograms:
         self.loop_function = xla_function if decodes_in_xla(model) else graph_function
         warn_if_emulated(model)
 
+    @property
+    def loops_in_xla(self) -> bool:
+        return self.loop_function is xla_function
+
     def get(self, key: ProgramKey):
         if key not in self._programs:
             signature = self._prompt_signature(key)
@@ -117,8 +121,7 @@ class DecodePrograms:
                     input_signature=signature),
                 ProgramKind.LOOP: lambda: self.loop_function(
                     lambda state, params: self.token_loop(key, state, params)
-                    if self.loop_function is xla_function
-                    else self.token_loop_in_place(key, state, params)),
+                    if self.loops_in_xla else self.token_loop_in_place(key, state, params)),
                 ProgramKind.STEP: lambda: self.loop_function(
                     lambda state, params: self.advance(key, state, params)),
                 ProgramKind.BEAM: lambda: self.loop_function(beam_search.BeamSearch(self, key)),
@@ -140,7 +143,7 @@ class DecodePrograms:
         zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), shapes)
         params = prefill_args[2]._replace(max_new_tokens=tf.constant(0))
         program = self.get(key)
-        if self.loop_function is graph_function:
+        if not self.loops_in_xla:
             # A plain graph needs tracing only; a run on zeros could fail
             # (a step at position -1 gathers outside the embedding, which XLA clamps).
             program = program.get_concrete_function
@@ -223,7 +226,6 @@ class DecodePrograms:
 
         state = tf.while_loop(cond, lambda s: (self.advance(key, s, params),), (state,))[0]
         return state["out"], state["step"]
-
 
     def token_loop_in_place(self, key, state, params):
         """`token_loop` as a plain graph (a bf16 model on a CPU) whose cache

@@ -59,11 +59,10 @@ def decodes_in_xla(model) -> bool:
 def warn_if_emulated(model) -> None:
     """Log a warning when a bf16 model runs on a CPU without bf16
     instructions: oneDNN then emulates bf16 products, slower than fp32."""
-    if not computes_in_bfloat16(model) or has_gpu():
+    if decodes_in_xla(model) or set(BF16_CPU_FLAGS) & cpu_flags():
         return
-    if not set(BF16_CPU_FLAGS) & cpu_flags():
-        logging.getLogger("tfgpt2").warning(
-            "This model computes in bfloat16, but this CPU has no bf16 instructions (%s): "
-            "its bf16 matmuls are emulated and run slower than float32. Load the model with "
-            "dtype=\"float32\" (the default) for speed; bfloat16 still halves its memory.",
-            " or ".join(BF16_CPU_FLAGS))
+    logging.getLogger("tfgpt2").warning(
+        "This model computes in bfloat16, but this CPU has no bf16 instructions (%s): "
+        "its bf16 matmuls are emulated and run slower than float32. Load the model with "
+        "dtype=\"float32\" (the default) for speed; bfloat16 still halves its memory.",
+        " or ".join(BF16_CPU_FLAGS))
