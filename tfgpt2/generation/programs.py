@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from tfgpt2.generation import beam_search, repetition, sampling
+from tfgpt2.modeling import matmul_fusion
 from tfgpt2.modeling.compiled import (dims, owned_buffer_writes, tracing_mode, write_at,
                                      xla_program)
 from tfgpt2.modeling.kv_cache import KVCache
@@ -112,7 +113,7 @@ class DecodePrograms:
     def get(self, key: ProgramKey):
         if key not in self._programs:
             signature = self._prompt_signature(key)
-            self._programs[key] = {
+            program = {
                 ProgramKind.PREFILL: lambda: graph_function(
                     lambda ids, mask, params: self.prefill_and_choose(key, ids, mask, params),
                     input_signature=signature),
@@ -126,7 +127,17 @@ class DecodePrograms:
                     lambda state, params: self.advance(key, state, params)),
                 ProgramKind.BEAM: lambda: self.loop_function(beam_search.BeamSearch(self, key)),
             }[key.kind]()
+            self._programs[key] = self._for_rows(key, program)
         return self._programs[key]
+
+    def _for_rows(self, key, program):
+        """A bf16 decode loop (a plain graph on a CPU) of more than one row
+        runs without Grappler's matmul fusion (`matmul_fusion`). Prefills
+        keep it: measured, it neither helped nor hurt them."""
+        if (self.loops_in_xla or key.batch is None
+                or key.kind in (ProgramKind.PREFILL, ProgramKind.BEAM_PREFILL)):
+            return program
+        return matmul_fusion.for_rows(program, key.batch * key.num_beams)
 
     def compile_ahead(self, key, prefill, prefill_args):
         """On a bucket's first call, trace and compile its XLA program in a
