@@ -28,7 +28,9 @@ matmuls alone, at each batch size and at the prefill length, in the
 weights' dtype and the runtime the model's program uses (XLA for the fp32
 decode loop, a plain graph otherwise), right after that batch's rounds.
 Its tok/s is the most a decode step could reach with TensorFlow's matmuls
-on this machine.
+on this machine. At batch 1 it also measures the memory-read bound: one
+reduction over the same weight bytes, the least time any step that reads
+every weight once can take.
 
 Settings (--settings): greedy, and the samplers users run: top_k=50 (the
 model card's default), top_p=0.9 with top_k=0, temperature 0.7 with
@@ -297,6 +299,7 @@ def main(argv):
     bounded = {p.name: p.model for p in peers if p.name in ("tfgpt2", "tfgpt2_bf16")
                and FLAGS.gemm_bound}
     bounds = []  # (batch, peer name, chain measurement, the peer's greedy tok/s total)
+    reads = []  # (peer name, memory read of its weights, its greedy tok/s at batch 1)
     for batch in map(int, FLAGS.batch_sizes):
         results = measure(peers, batch, rng)
         for name, model in bounded.items():
@@ -304,6 +307,9 @@ def main(argv):
             chain = gemm_bound.measure(model, batch, repeats=FLAGS.repeats,
                                        xla=decodes_in_xla(model))
             bounds.append((batch, name, chain, greedy_rate * batch if greedy_rate else None))
+            if batch == 1 and model.embeddings.compute_dtype == "float32":
+                reads.append((name, gemm_bound.memory_read(model, repeats=FLAGS.repeats),
+                              greedy_rate))
         greedy = results.get(("greedy", base_name), {}).get("rate")
         for setting in FLAGS.settings:
             ours = results[setting, base_name]["rate"]
@@ -345,6 +351,18 @@ def main(argv):
                   f"{chain['seconds'] * 1e3:.1f} | "
                   f"{chain['gflops']:.1f} | {allowed:.1f} | "
                   f"{f'{measured:.1f}' if measured else ''} | {share} |")
+    if reads:
+        print("\nMemory-read bound at batch 1: one XLA reduction over the same weight bytes "
+              "(bench/gemm_bound.py), measured after the batch-1 rounds\n")
+        print("| model | weights (GB) | read (ms) | GB/s | tok/s allowed | greedy tok/s measured "
+              "| share of the bound |")
+        print("|---|---|---|---|---|---|---|")
+        for name, read, measured in reads:
+            allowed = 1 / read["seconds"]
+            print(f"| {name} | {read['gigabytes']:.2f} | {read['seconds'] * 1e3:.1f} | "
+                  f"{read['gbps']:.1f} | {allowed:.1f} | "
+                  f"{f'{measured:.2f}' if measured else ''} | "
+                  f"{f'{measured / allowed:.2f}' if measured else ''} |")
     if FLAGS.prefill_length:
         prefill = measure_prefill(peers, rng)
         print(f"\n| system | prefill {FLAGS.prefill_length} tokens + 1 new (s) | "

@@ -63,12 +63,40 @@ def measure(model, rows: int, head_rows: int | None = None, repeats: int = 3,
     width = max(k.shape[1] for k in kernels)
     x = tf.cast(tf.random.stateless_normal([rows, width], seed=[0, rows]), kernels[0].dtype)
     run = chain_function(kernels, head, head_rows, xla)
-    run(x).numpy()  # trace, compile and warm up
+    seconds = _seconds_per_call(lambda: run(x).numpy(), repeats)
+    return dict(seconds=seconds, gflops=flops(kernels, head, rows, head_rows) / seconds / 1e9,
+                dtype=kernels[0].dtype.name, runtime="XLA" if xla else "plain graph")
+
+
+def memory_read(model, repeats: int = 3) -> dict:
+    """The read bound of a one-row decode step: one XLA program that reads
+    the same weight bytes as the chain (row sums of every matrix, then
+    their total), with next to no arithmetic. No batch-1 step, which must
+    read every weight once, can take less. float32 weights only: XLA's CPU
+    reduction of bf16 runs far below the memory's rate (5.9 GB/s here), so
+    it would bound nothing. dict(seconds=median, gbps, gigabytes)."""
+    kernels, head = weight_chain(model)
+    weights = kernels + [head]
+    gigabytes = sum(w.shape.num_elements() * w.dtype.size for w in weights) / 1e9
+    run = xla_function(lambda: tf.add_n(
+        [tf.reduce_sum(tf.reduce_sum(w, axis=1)) for w in weights]))
+    seconds = _seconds_per_call(lambda: run().numpy(), repeats)
+    return dict(seconds=seconds, gbps=gigabytes / seconds, gigabytes=gigabytes)
+
+
+def _seconds_per_call(call, repeats: int, fill_seconds: float = 0.5) -> float:
+    """Median over `repeats` timings of back-to-back calls, as many per
+    timing as fill about `fill_seconds` (a single 50 ms call is too short
+    to time on a shared machine), after a warm-up call (tracing, XLA
+    compilation, first touch of the weights)."""
+    call()
+    start = time.perf_counter()
+    call()
+    calls = max(1, round(fill_seconds / (time.perf_counter() - start)))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        run(x).numpy()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    return dict(seconds=seconds, gflops=flops(kernels, head, rows, head_rows) / seconds / 1e9,
-                dtype=kernels[0].dtype.name, runtime="XLA" if xla else "plain graph")
+        for _ in range(calls):
+            call()
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
