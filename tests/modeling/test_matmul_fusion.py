@@ -86,13 +86,6 @@ def test_the_setting_is_restored_and_stays_in_its_thread():
     assert ctx.function_call_options.config_proto_serialized == before
 
 
-def test_for_rows_keeps_the_fusion_for_one_row():
-    function = _dense(2)
-    assert matmul_fusion.for_rows(function, 1) is function
-    assert isinstance(matmul_fusion.for_rows(function, 8), matmul_fusion.UnfusedMatmuls)
-    assert isinstance(matmul_fusion.for_rows(function, None), matmul_fusion.UnfusedMatmuls)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_decode_programs_choose_by_rows_and_runtime(dtype):
     """Only the decode loops that are plain graphs (bf16 on a CPU) of more
@@ -110,4 +103,6 @@ def test_decode_programs_choose_by_rows_and_runtime(dtype):
     assert isinstance(program(ProgramKind.LOOP, 4), unfused) == plain_loops
     assert isinstance(program(ProgramKind.STEP, 2), unfused) == plain_loops
     assert isinstance(program(ProgramKind.BEAM, 1, num_beams=3), unfused) == plain_loops
+    # One row keeps the fusion: its inner product is the faster mat-vec.
     assert not isinstance(program(ProgramKind.LOOP, 1), unfused)
+    assert not isinstance(program(ProgramKind.STEP, 1), unfused)

@@ -132,12 +132,13 @@ class DecodePrograms:
 
     def _for_rows(self, key, program):
         """A bf16 decode loop (a plain graph on a CPU) of more than one row
-        runs without Grappler's matmul fusion (`matmul_fusion`). Prefills
-        keep it: measured, it neither helped nor hurt them."""
-        if (self.loops_in_xla or key.batch is None
+        runs without Grappler's matmul fusion (`matmul_fusion`); one row
+        keeps it (its inner product is the faster mat-vec), and so do
+        prefills (measured, it neither helped nor hurt them)."""
+        if (self.loops_in_xla or key.batch is None or key.batch * key.num_beams == 1
                 or key.kind in (ProgramKind.PREFILL, ProgramKind.BEAM_PREFILL)):
             return program
-        return matmul_fusion.for_rows(program, key.batch * key.num_beams)
+        return matmul_fusion.UnfusedMatmuls(program)
 
     def compile_ahead(self, key, prefill, prefill_args):
         """On a bucket's first call, trace and compile its XLA program in a

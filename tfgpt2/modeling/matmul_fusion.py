@@ -17,8 +17,9 @@ remapper on -> off):
 
 The 512-token prefill (float32 and bf16) measured the same either way
 within noise, so it keeps the default; float32 decode loops are XLA
-programs, which the remapper does not touch. GPUs keep it: there the
-fusion is cuBLAS's epilogue.
+programs, which the remapper does not touch, and so are bf16 loops on a
+GPU (`precision.decodes_in_xla`), where the fusion would be cuBLAS's
+epilogue anyway. `DecodePrograms` decides which programs it wraps.
 
 The switch is the config that a `tf.function` call passes to Grappler (the
 thread's function call options, an attribute of every call). Grappler
@@ -36,8 +37,6 @@ import contextlib
 
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context
-
-from tfgpt2.modeling.precision import has_gpu
 
 
 @contextlib.contextmanager
@@ -74,11 +73,3 @@ class UnfusedMatmuls:
 
     def experimental_get_tracing_count(self) -> int:
         return self.function.experimental_get_tracing_count()
-
-
-def for_rows(function, rows: int | None):
-    """A bf16 plain-graph `function` as it runs fastest for `rows` rows per
-    weight matmul (None: many): unfused on a CPU when rows > 1."""
-    if has_gpu() or rows == 1:
-        return function
-    return UnfusedMatmuls(function)
